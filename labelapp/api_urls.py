@@ -1,1 +1,14 @@
-urlpatterns = []
+from django.urls import path
+
+from . import apis
+
+urlpatterns = [
+    path("health/", apis.HealthApi.as_view(), name="api-health"),
+    path("products/", apis.ProductListApi.as_view(), name="api-products"),
+    path("products/<int:product_id>/", apis.ProductDetailApi.as_view(), name="api-product-detail"),
+    path("categories/", apis.CategoryListApi.as_view(), name="api-categories"),
+    path("categories/tree/", apis.CategoryTreeApi.as_view(), name="api-category-tree"),
+    path("labels/", apis.LabelListCreateApi.as_view(), name="api-labels"),
+    path("rule-labels/", apis.RuleLabelListApi.as_view(), name="api-rule-labels"),
+    path("rules/", apis.RuleListApi.as_view(), name="api-rules"),
+]

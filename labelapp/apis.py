@@ -1,5 +1,310 @@
+"""REST endpoints under /api/v1/: they validate input, call a selector or service, and serialise."""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import ObjectDoesNotExist, ValidationError as DjangoValidationError
+from django.db import connection
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import exceptions, serializers, status
+from rest_framework.generics import get_object_or_404
+from rest_framework.pagination import CursorPagination, PageNumberPagination
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from labelapp import selectors
+from labelapp.models import Category, LabelStrategy, Product, Split
+from labelapp.permissions import CatalogueReader, Labeller, Reviewer, StaffReader
+from labelapp.services.labels import label_create
+
+logger = logging.getLogger(__name__)
 
 
 def exception_handler(exc, context):
+    """Turn domain errors into 4xx responses with a message; DRF's handler does the rest."""
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    elif isinstance(exc, ObjectDoesNotExist):
+        exc = exceptions.NotFound(str(exc) or "Not found.")
     return drf_exception_handler(exc, context)
+
+
+class ProductCursorPagination(CursorPagination):
+    """Cursor pages: stable under inserts and no COUNT(*) over millions of rows."""
+
+    ordering = "id"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class LargePagePagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 2000
+
+
+class CategoryBriefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Category
+        fields = ["id", "external_id", "name", "full_path", "depth", "is_exclusive"]
+
+
+class ProductSerializer(serializers.ModelSerializer):
+    category = CategoryBriefSerializer(read_only=True)
+    image_url = serializers.SerializerMethodField()
+    is_labelled = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Product
+        fields = [
+            "id", "source", "external_id", "title", "description", "brand", "category_path", "gender", "size",
+            "price", "currency", "attributes", "image_url", "image_error", "split", "category",
+            "category_source", "is_labelled", "created_at", "updated_at",
+        ]
+
+    def get_image_url(self, product: Product) -> str | None:
+        if not product.image:
+            return None
+        request = self.context.get("request")
+        return request.build_absolute_uri(product.image.url) if request else product.image.url
+
+
+class ProductListApi(APIView):
+    permission_classes = [CatalogueReader]
+
+    class ProductFilterSerializer(serializers.Serializer):
+        q = serializers.CharField(required=False, default="", max_length=200)
+        category = serializers.IntegerField(required=False, min_value=1,
+                                            help_text="A category id: products anywhere in its subtree.")
+        source = serializers.CharField(required=False, default="", max_length=100)
+        labelled = serializers.BooleanField(required=False, allow_null=True, default=None)
+        split = serializers.ChoiceField(choices=Split.choices, required=False, default="")
+        has_image = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+    @extend_schema(parameters=[ProductFilterSerializer], responses=ProductSerializer(many=True))
+    def get(self, request):
+        params = self.ProductFilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        if data.get("category") is not None and not Category.objects.filter(pk=data["category"]).exists():
+            raise exceptions.ValidationError({"category": f"no category with id {data['category']}"})
+        filters = selectors.ProductFilters(
+            q=data["q"], category_id=data.get("category"), source=data["source"],
+            labelled=data["labelled"], split=data["split"], has_image=data["has_image"],
+        )
+        paginator = ProductCursorPagination()
+        page = paginator.paginate_queryset(selectors.product_list(filters=filters), request, view=self)
+        return paginator.get_paginated_response(ProductSerializer(page, many=True, context={"request": request}).data)
+
+
+class RuleLabelBriefSerializer(serializers.Serializer):
+    category = CategoryBriefSerializer()
+    rule_id = serializers.IntegerField()
+    rule_name = serializers.CharField(source="rule.name")
+
+
+class LabelBriefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    category = CategoryBriefSerializer(allow_null=True)
+    labeller = serializers.CharField(source="labeller.username", allow_null=True, default=None)
+    strategy = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class ProductDetailSerializer(ProductSerializer):
+    raw = serializers.JSONField()
+    rule_labels = RuleLabelBriefSerializer(many=True)
+    labels = LabelBriefSerializer(many=True, help_text="Every human label, newest (current) first.")
+
+    class Meta(ProductSerializer.Meta):
+        fields = [*ProductSerializer.Meta.fields, "raw", "rule_labels", "labels"]
+
+
+class ProductDetailApi(APIView):
+    permission_classes = [CatalogueReader]
+
+    @extend_schema(responses=ProductDetailSerializer)
+    def get(self, request, product_id: int):
+        product = selectors.product_detail(product_id=product_id)
+        product.is_labelled = bool(product.labels.all())
+        return Response(ProductDetailSerializer(product, context={"request": request}).data)
+
+
+class CategoryListApi(APIView):
+    permission_classes = [CatalogueReader]
+
+    class CategoryFilterSerializer(serializers.Serializer):
+        q = serializers.CharField(required=False, default="", max_length=200)
+        exclusive = serializers.BooleanField(required=False, allow_null=True, default=None)
+        parent = serializers.IntegerField(required=False, min_value=1)
+        roots = serializers.BooleanField(required=False, default=False)
+        depth = serializers.IntegerField(required=False, min_value=1, max_value=20)
+
+    class CategoryOutputSerializer(serializers.ModelSerializer):
+        class Meta:
+            model = Category
+            fields = ["id", "external_id", "name", "full_path", "parent", "depth", "is_exclusive", "is_leaf",
+                      "level2", "level3"]
+
+    @extend_schema(parameters=[CategoryFilterSerializer], responses=CategoryOutputSerializer(many=True))
+    def get(self, request):
+        params = self.CategoryFilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        qs = selectors.category_list(q=data["q"], exclusive=data["exclusive"], parent_id=data.get("parent"),
+                                     roots_only=data["roots"], depth=data.get("depth"))
+        paginator = LargePagePagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(self.CategoryOutputSerializer(page, many=True).data)
+
+
+class CategoryTreeApi(APIView):
+    permission_classes = [CatalogueReader]
+
+    @extend_schema(responses=inline_serializer("CategoryTree", fields={"tree": serializers.ListField()}))
+    def get(self, request):
+        return Response({"tree": selectors.category_tree()})
+
+
+class LabelListCreateApi(APIView):
+    """List human labels (labellers, reviewers) or record one (labellers)."""
+
+    def get_permissions(self):
+        return [Labeller()] if self.request.method == "POST" else [StaffReader()]
+
+    class LabelFilterSerializer(serializers.Serializer):
+        product = serializers.IntegerField(required=False, min_value=1)
+        labeller = serializers.IntegerField(required=False, min_value=1)
+        strategy = serializers.ChoiceField(choices=LabelStrategy.choices, required=False, default="")
+        current = serializers.BooleanField(required=False, default=False,
+                                           help_text="Only each product's current (newest) label.")
+
+    class LabelInputSerializer(serializers.Serializer):
+        product = serializers.IntegerField(min_value=1)
+        category = serializers.IntegerField(min_value=1, allow_null=True,
+                                            help_text="An exclusive category id; null means none fits.")
+        strategy = serializers.ChoiceField(choices=LabelStrategy.choices, default=LabelStrategy.MANUAL)
+        note = serializers.CharField(required=False, default="", max_length=500, allow_blank=True)
+
+    class LabelOutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        product = serializers.IntegerField(source="product_id")
+        product_external_id = serializers.CharField(source="product.external_id")
+        category = CategoryBriefSerializer(allow_null=True)
+        labeller = serializers.CharField(source="labeller.username", allow_null=True, default=None)
+        strategy = serializers.CharField()
+        note = serializers.CharField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(parameters=[LabelFilterSerializer], responses=LabelOutputSerializer(many=True))
+    def get(self, request):
+        params = self.LabelFilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        qs = selectors.label_list(product_id=data.get("product"), labeller_id=data.get("labeller"),
+                                  strategy=data["strategy"], current_only=data["current"])
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(self.LabelOutputSerializer(page, many=True).data)
+
+    @extend_schema(request=LabelInputSerializer, responses={201: LabelOutputSerializer})
+    def post(self, request):
+        payload = self.LabelInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        product = get_object_or_404(Product, pk=data["product"])
+        category = None
+        if data["category"] is not None:
+            category = Category.objects.filter(pk=data["category"]).first()
+            if category is None:
+                raise exceptions.ValidationError({"category": f"no category with id {data['category']}"})
+        label = label_create(product=product, category=category, user=request.user,
+                             strategy=data["strategy"], note=data["note"])
+        return Response(self.LabelOutputSerializer(label).data, status=status.HTTP_201_CREATED)
+
+
+class RuleLabelListApi(APIView):
+    permission_classes = [CatalogueReader]
+
+    class RuleLabelFilterSerializer(serializers.Serializer):
+        product = serializers.IntegerField(required=False, min_value=1)
+        category = serializers.IntegerField(required=False, min_value=1)
+        rule = serializers.IntegerField(required=False, min_value=1)
+
+    class RuleLabelOutputSerializer(serializers.Serializer):
+        product = serializers.IntegerField(source="product_id")
+        product_external_id = serializers.CharField(source="product.external_id")
+        category = CategoryBriefSerializer()
+        rule_id = serializers.IntegerField()
+        rule_name = serializers.CharField(source="rule.name")
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(parameters=[RuleLabelFilterSerializer], responses=RuleLabelOutputSerializer(many=True))
+    def get(self, request):
+        params = self.RuleLabelFilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        qs = selectors.rule_label_list(product_id=data.get("product"), category_id=data.get("category"),
+                                       rule_id=data.get("rule"))
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(self.RuleLabelOutputSerializer(page, many=True).data)
+
+
+class RuleListApi(APIView):
+    permission_classes = [Reviewer]
+
+    class RuleOutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        name = serializers.CharField()
+        category = CategoryBriefSerializer()
+        conditions = serializers.JSONField()
+        combinator = serializers.CharField()
+        active = serializers.BooleanField()
+        origin = serializers.CharField()
+        n_labels = serializers.IntegerField()
+
+    @extend_schema(responses=RuleOutputSerializer(many=True))
+    def get(self, request):
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(selectors.rule_list(), request, view=self)
+        return paginator.get_paginated_response(self.RuleOutputSerializer(page, many=True).data)
+
+
+def broker_ping() -> str | None:
+    """Return None when the broker answers, else the error text."""
+    from config.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            conn.default_channel.client.ping()
+    except Exception as exc:  # any failure means "down"; the text goes into the health report
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+class HealthApi(APIView):
+    """Liveness of the database and the broker: 200 when both answer, 503 otherwise."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(responses=inline_serializer("Health", fields={
+        "status": serializers.CharField(), "database": serializers.CharField(), "broker": serializers.CharField()}))
+    def get(self, request):
+        checks = {}
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {type(exc).__name__}: {exc}"
+        broker_error = broker_ping()
+        checks["broker"] = "ok" if broker_error is None else f"error: {broker_error}"
+        healthy = all(value == "ok" for value in checks.values())
+        return Response({"status": "ok" if healthy else "degraded", **checks},
+                        status=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE)

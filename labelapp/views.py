@@ -1,5 +1,100 @@
-from django.http import HttpResponse
+"""HTML pages (htmx): a partial for htmx requests, the whole page otherwise."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from labelapp import selectors
+from labelapp.models import Category, ImportRun, Product, RowOutcome
+from labelapp.roles import LABELLER, REVIEWER, user_has_role
 
 
-def home(request):
-    return HttpResponse("ok")
+def _require_role(request: HttpRequest, *roles: str) -> None:
+    if not user_has_role(request.user, *roles):
+        raise PermissionDenied(f"This page needs one of the roles: {', '.join(roles)}.")
+
+
+def _parse_bool(value: str | None) -> bool | None:
+    return {"yes": True, "no": False}.get((value or "").lower())
+
+
+def _parse_int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    context = {
+        "counts": selectors.catalogue_counts(),
+        "recent_imports": selectors.import_run_list()[:5],
+        "sources": selectors.product_sources(),
+    }
+    return render(request, "labelapp/home.html", context)
+
+
+@login_required
+def product_list_view(request: HttpRequest) -> HttpResponse:
+    _require_role(request, LABELLER, REVIEWER)
+    filters = selectors.ProductFilters(
+        q=request.GET.get("q", "").strip(),
+        category_id=_parse_int(request.GET.get("category")),
+        source=request.GET.get("source", ""),
+        labelled=_parse_bool(request.GET.get("labelled")),
+        has_image=_parse_bool(request.GET.get("has_image")),
+    )
+    page = Paginator(selectors.product_list(filters=filters), 48).get_page(request.GET.get("page"))
+    selected_category = Category.objects.filter(pk=filters.category_id).first() if filters.category_id else None
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"page": page, "filters": filters, "sources": selectors.product_sources(),
+               "selected_category": selected_category, "query": query.urlencode(), "hx_target": "#results"}
+    template = "labelapp/_product_results.html" if request.htmx else "labelapp/product_list.html"
+    return render(request, template, context)
+
+
+@login_required
+def product_detail_view(request: HttpRequest, product_id: int) -> HttpResponse:
+    _require_role(request, LABELLER, REVIEWER)
+    try:
+        product = selectors.product_detail(product_id=product_id)
+    except Product.DoesNotExist:
+        return render(request, "labelapp/not_found.html", {"what": f"product {product_id}"}, status=404)
+    ancestors = Category.objects.filter(id__in=product.category.lineage).order_by("depth") if product.category else []
+    return render(request, "labelapp/product_detail.html", {"product": product, "ancestors": ancestors})
+
+
+@login_required
+def category_tree_view(request: HttpRequest) -> HttpResponse:
+    parent_id = _parse_int(request.GET.get("parent"))
+    nodes = selectors.category_children_with_counts(parent_id=parent_id)
+    if request.htmx and parent_id:
+        return render(request, "labelapp/_category_children.html", {"nodes": nodes})
+    return render(request, "labelapp/category_tree.html", {"nodes": nodes})
+
+
+@login_required
+def import_list_view(request: HttpRequest) -> HttpResponse:
+    _require_role(request, REVIEWER)
+    page = Paginator(selectors.import_run_list(), 25).get_page(request.GET.get("page"))
+    return render(request, "labelapp/import_list.html", {"page": page})
+
+
+@login_required
+def import_detail_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    _require_role(request, REVIEWER)
+    run = get_object_or_404(ImportRun, pk=run_id)
+    outcome = request.GET.get("outcome", "")
+    issues = run.row_issues.all()
+    if outcome in RowOutcome.values:
+        issues = issues.filter(outcome=outcome)
+    page = Paginator(issues, 100).get_page(request.GET.get("page"))
+    return render(request, "labelapp/import_detail.html",
+                  {"run": run, "runs": [run], "page": page, "outcome": outcome, "outcomes": RowOutcome.choices,
+                   "query": f"outcome={outcome}" if outcome else ""})
