@@ -62,7 +62,8 @@ def database_from_url(url: str) -> dict:
     }
 
 
-DEBUG = env_bool("DJANGO_DEBUG", False)
+# Test runs (pytest sets PYTEST_VERSION) use the development defaults unless told otherwise.
+DEBUG = env_bool("DJANGO_DEBUG", "PYTEST_VERSION" in os.environ)
 
 LOCAL_PG_PORT = os.environ.get("LABELAPP_PG_PORT", "54329")
 LOCAL_VALKEY_PORT = os.environ.get("LABELAPP_VALKEY_PORT", "63799")

@@ -29,7 +29,7 @@ def make_user(db):
     def make(username: str = "user", *roles: str, staff: bool = False) -> User:
         user = User.objects.create_user(username=username, password="pw-for-tests-123", is_staff=staff)
         for role in roles:
-            user.groups.add(Group.objects.get(name=role))
+            user.groups.add(Group.objects.get_or_create(name=role)[0])
         return user
 
     return make
@@ -40,3 +40,13 @@ def api_client():
     from rest_framework.test import APIClient
 
     return APIClient()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """Give each pytest process its own test database, so concurrent runs on one machine never collide."""
+    from django.conf import settings
+
+    test_settings = settings.DATABASES["default"].setdefault("TEST", {})
+    base = test_settings.get("NAME") or f"test_{settings.DATABASES['default']['NAME']}"
+    test_settings["NAME"] = f"{base}_{os.getpid()}"

@@ -1,0 +1,25 @@
+"""Load the committed demo sample: taxonomy, products with photos, legacy rules; apply the rules."""
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+DEMO = Path(settings.BASE_DIR) / "demo"
+
+
+class Command(BaseCommand):
+    help = "Import the demo sample in demo/ (safe to run again: every step upserts)."
+
+    def handle(self, *args, **options):
+        if not (DEMO / "products.csv").exists():
+            raise CommandError(f"{DEMO} has no demo sample; rebuild it with bin/make_demo_sample.py")
+        self.stdout.write("Demo taxonomy:")
+        call_command("import_taxonomy", str(DEMO / "taxonomy.csv"), stdout=self.stdout, stderr=self.stderr)
+        self.stdout.write("Demo catalogue (the raw, noisy Myntra rows, with photos):")
+        call_command("import_products", str(DEMO / "products.csv"), "--source", "myntra",
+                     "--mapping", str(DEMO / "mappings" / "myntra.toml"), "--images", str(DEMO / "images"),
+                     "--show-issues", "3", stdout=self.stdout, stderr=self.stderr)
+        self.stdout.write("Legacy rules:")
+        call_command("import_rules", str(DEMO / "rules.json"), stdout=self.stdout, stderr=self.stderr)
+        call_command("apply_rules", stdout=self.stdout, stderr=self.stderr)

@@ -1,0 +1,57 @@
+"""A real Celery worker process on the real broker (Valkey), using the test database."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, tmp_path):
+    """Start `celery worker` as a subprocess against this test's database; stop it afterwards.
+
+    Tests using it must commit their data (transactional_db), since the worker has its own connection.
+    """
+    from django.conf import settings
+    from django.db import connection
+
+    from config.celery import app
+
+    db = settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DJANGO_DEBUG": "1",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{connection.settings_dict['NAME']}",
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "ARTEFACT_ROOT": str(settings.ARTEFACT_ROOT),
+        "CELERY_TASK_ALWAYS_EAGER": "0",
+    }
+    queue = f"test-{os.getpid()}-{time.monotonic_ns()}"
+    hostname = f"{queue}@localhost"
+    log = (tmp_path / "worker.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--loglevel=INFO",
+         f"--queues={queue}", f"--hostname={hostname}", "--without-gossip", "--without-mingle",
+         "--without-heartbeat"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not app.control.ping(destination=[hostname], timeout=1.0):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"celery worker did not start: {(tmp_path / 'worker.log').read_text()[-3000:]}")
+        # Tasks sent by the test go to this worker's private queue, so parallel runs never steal them.
+        yield {"queue": queue, "hostname": hostname, "log": tmp_path / "worker.log", "process": proc}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
