@@ -1,0 +1,44 @@
+"""manage.py import_taxonomy FILE — load a Google product taxonomy or a CSV of paths into the category tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from labelapp.management.commands.import_products import progress_bar
+from labelapp.models import ImportKind, ImportStatus
+from labelapp.services.imports import import_run_create, import_run_execute, import_run_report
+from labelapp.services.taxonomy import TAXONOMY_FORMATS
+
+
+class Command(BaseCommand):
+    help = ("Import a taxonomy: Google's 'ID - A > B > C' file or a 'path,exclusive' CSV. Upserts; leaf and "
+            "exclusive flags are recomputed at the end.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", type=Path)
+        parser.add_argument("--format", choices=TAXONOMY_FORMATS, help="default: csv for .csv/.tsv, else google")
+        parser.add_argument("--exclusive-file", type=Path,
+                            help="the exclusive categories, one path or id a line (default: the leaves)")
+        parser.add_argument("--source", default="", help="a name for this taxonomy, kept on the import run")
+        parser.add_argument("--show-issues", type=int, default=20, help="row issues to print (default 20)")
+
+    def handle(self, *args, file: Path, format: str | None, exclusive_file: Path | None, source: str,
+               show_issues: int, **options):
+        try:
+            run = import_run_create(
+                kind=ImportKind.TAXONOMY,
+                file_name=str(file.resolve()),
+                source=source,
+                options={"format": format,
+                         "exclusive_file": str(exclusive_file.resolve()) if exclusive_file else None},
+            )
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from exc
+        with progress_bar(self.stderr, description=f"import {file.name}") as progress:
+            run = import_run_execute(import_run_id=run.id, progress=progress)
+        self.stdout.write(import_run_report(import_run=run, issues_limit=show_issues))
+        if run.status == ImportStatus.FAILED:
+            raise CommandError(f"import {run.id} failed: {run.error}")
