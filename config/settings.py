@@ -180,10 +180,11 @@ CACHES = {
 # Celery: Valkey/Redis as broker and result backend; TensorFlow work goes to its own "ml" queue.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", f"{REDIS_URL}/0")
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", f"{REDIS_URL}/0")
-CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_DEFAULT_QUEUE", "default")
+CELERY_ML_QUEUE = os.environ.get("CELERY_ML_QUEUE", "ml")
 CELERY_TASK_ROUTES = {
-    "classifier.tasks.*": {"queue": "ml"},
-    "similarity.tasks.*": {"queue": "ml"},
+    "classifier.tasks.*": {"queue": CELERY_ML_QUEUE},
+    "similarity.tasks.*": {"queue": CELERY_ML_QUEUE},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -191,7 +192,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    "reap-stale-imports": {"task": "labelapp.tasks.import_runs_reap_task", "schedule": 15 * 60},
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -222,6 +225,10 @@ SPECTACULAR_SETTINGS = {
 IMPORT_IMAGE_TIMEOUT_S = float(os.environ.get("IMPORT_IMAGE_TIMEOUT_S", "10"))
 IMPORT_IMAGE_MAX_BYTES = int(os.environ.get("IMPORT_IMAGE_MAX_BYTES", str(20 * 1024 * 1024)))
 IMPORT_BATCH_SIZE = int(os.environ.get("IMPORT_BATCH_SIZE", "1000"))
+# A run still "running" this long after it started lost its worker: the reaper marks it failed.
+IMPORT_STALE_AFTER_S = int(os.environ.get("IMPORT_STALE_AFTER_S", str(6 * 3600)))
+FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 # Production hardening; `manage.py check --deploy` is clean with DJANGO_DEBUG unset.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -12,7 +12,9 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/v1/", include("similarity.api_urls")),
     path("api/v1/", include("labelapp.api_urls")),
+    path("similarity/", include("similarity.urls")),
     path("", include("labelapp.urls")),
 ]
 

@@ -11,4 +11,6 @@ urlpatterns = [
     path("labels/", apis.LabelListCreateApi.as_view(), name="api-labels"),
     path("rule-labels/", apis.RuleLabelListApi.as_view(), name="api-rule-labels"),
     path("rules/", apis.RuleListApi.as_view(), name="api-rules"),
+    path("imports/", apis.ImportRunListCreateApi.as_view(), name="api-imports"),
+    path("imports/<int:run_id>/", apis.ImportRunDetailApi.as_view(), name="api-import-detail"),
 ]

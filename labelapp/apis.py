@@ -16,8 +16,9 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from labelapp import selectors
-from labelapp.models import Category, LabelStrategy, Product, Split
+from labelapp.models import Category, ImportKind, ImportRun, LabelStrategy, Product, RowOutcome, Split
 from labelapp.permissions import CatalogueReader, Labeller, Reviewer, StaffReader
+from labelapp.services.import_jobs import import_job_submit
 from labelapp.services.labels import label_create
 
 logger = logging.getLogger(__name__)
@@ -308,3 +309,79 @@ class HealthApi(APIView):
         healthy = all(value == "ok" for value in checks.values())
         return Response({"status": "ok" if healthy else "degraded", **checks},
                         status=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+class ImportRunSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    source = serializers.CharField()
+    file_name = serializers.CharField()
+    rows_total = serializers.IntegerField()
+    rows_created = serializers.IntegerField()
+    rows_updated = serializers.IntegerField()
+    rows_repaired = serializers.IntegerField()
+    rows_rejected = serializers.IntegerField()
+    images_stored = serializers.IntegerField()
+    images_failed = serializers.IntegerField()
+    progress_percent = serializers.IntegerField()
+    error = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class ImportRunListCreateApi(APIView):
+    """List import runs, or upload a file to import (products, taxonomy or rules) on the worker."""
+
+    permission_classes = [Reviewer]
+
+    class ImportUploadSerializer(serializers.Serializer):
+        kind = serializers.ChoiceField(choices=ImportKind.choices)
+        file = serializers.FileField()
+        source = serializers.CharField(required=False, default="", max_length=100, allow_blank=True)
+        mapping = serializers.FileField(required=False, allow_null=True, default=None,
+                                        help_text="A TOML mapping (product imports only).")
+
+    @extend_schema(responses=ImportRunSerializer(many=True))
+    def get(self, request):
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(selectors.import_run_list(), request, view=self)
+        return paginator.get_paginated_response(ImportRunSerializer(page, many=True).data)
+
+    @extend_schema(request={"multipart/form-data": ImportUploadSerializer}, responses={202: ImportRunSerializer})
+    def post(self, request):
+        payload = self.ImportUploadSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        run = import_job_submit(kind=data["kind"], uploaded_file=data["file"], user=request.user,
+                                source=data["source"], mapping_file=data["mapping"])
+        return Response(ImportRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ImportRunDetailApi(APIView):
+    """One import run with its row issues (every rejected, repaired or warned row)."""
+
+    permission_classes = [Reviewer]
+
+    class ImportIssueSerializer(serializers.Serializer):
+        line = serializers.IntegerField()
+        outcome = serializers.CharField()
+        reason = serializers.CharField()
+        raw = serializers.CharField()
+
+    class ImportIssueFilterSerializer(serializers.Serializer):
+        outcome = serializers.ChoiceField(choices=RowOutcome.choices, required=False, default="")
+
+    @extend_schema(parameters=[ImportIssueFilterSerializer], responses=ImportRunSerializer)
+    def get(self, request, run_id: int):
+        params = self.ImportIssueFilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        run = get_object_or_404(ImportRun, pk=run_id)
+        issues = run.row_issues.all()
+        if params.validated_data["outcome"]:
+            issues = issues.filter(outcome=params.validated_data["outcome"])
+        paginator = LargePagePagination()
+        page = paginator.paginate_queryset(issues, request, view=self)
+        body = paginator.get_paginated_response(self.ImportIssueSerializer(page, many=True).data).data
+        return Response({**ImportRunSerializer(run).data, "issues": body})

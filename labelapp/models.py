@@ -265,6 +265,8 @@ class ImportRun(models.Model):
     rows_repaired = models.PositiveIntegerField(default=0)
     images_stored = models.PositiveIntegerField(default=0)
     images_failed = models.PositiveIntegerField(default=0)
+    bytes_done = models.BigIntegerField(default=0, help_text="Progress while running: bytes of the file read.")
+    bytes_total = models.BigIntegerField(default=0)
     error = models.TextField(blank=True, default="", help_text="Why the whole import failed, if it did.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -276,6 +278,16 @@ class ImportRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} import {self.id} of {self.file_name} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (ImportStatus.SUCCEEDED, ImportStatus.FAILED)
+
+    @property
+    def progress_percent(self) -> int:
+        if self.is_finished:
+            return 100
+        return int(100 * self.bytes_done / self.bytes_total) if self.bytes_total else 0
 
 
 class RowOutcome(models.TextChoices):

@@ -14,3 +14,34 @@ def rules_apply_task(product_ids: list[int] | None = None) -> dict[str, int]:
     from labelapp.services.rules import rules_apply
 
     return asdict(rules_apply(product_ids=product_ids))
+
+
+# No autoretry: a run that failed is no longer queued, so a retry would do nothing; the reaper handles
+# runs whose worker died.
+@shared_task(acks_late=True)
+def import_run_execute_task(import_run_id: int) -> str:
+    """Execute a queued import run (products, taxonomy or rules); return its final status."""
+    from labelapp.services.import_jobs import import_progress_recorder
+    from labelapp.services.imports import import_run_execute
+
+    run = import_run_execute(import_run_id=import_run_id,
+                             progress=import_progress_recorder(import_run_id=import_run_id))
+    if run.kind == "products" and run.status == "succeeded":
+        import_run_follow_up_task.delay(import_run_id=import_run_id)
+    return run.status
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def import_run_follow_up_task(import_run_id: int) -> dict[str, int]:
+    """Apply the legacy rules to an import's products and refresh their embeddings."""
+    from labelapp.services.import_jobs import import_run_follow_up
+
+    return import_run_follow_up(import_run_id=import_run_id)
+
+
+@shared_task
+def import_runs_reap_task() -> int:
+    """Fail import runs whose worker died."""
+    from labelapp.services.import_jobs import import_runs_reap
+
+    return import_runs_reap()

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django_htmx.http import HttpResponseStopPolling
 
 from labelapp import selectors
-from labelapp.models import Category, ImportRun, Product, RowOutcome
+from labelapp.models import Category, ImportKind, ImportRun, Product, RowOutcome
 from labelapp.roles import LABELLER, REVIEWER, user_has_role
+from labelapp.services.import_jobs import import_job_submit
 
 
 def _require_role(request: HttpRequest, *roles: str) -> None:
@@ -79,17 +83,45 @@ def category_tree_view(request: HttpRequest) -> HttpResponse:
     return render(request, "labelapp/category_tree.html", {"nodes": nodes})
 
 
+class ImportUploadForm(forms.Form):
+    kind = forms.ChoiceField(choices=ImportKind.choices, initial=ImportKind.PRODUCTS)
+    file = forms.FileField()
+    source = forms.CharField(required=False, max_length=100,
+                             help_text="Affiliate network name (products; default: the mapping's or the file name)")
+    mapping = forms.FileField(required=False, help_text="TOML mapping (products only)")
+
+
 @login_required
 def import_list_view(request: HttpRequest) -> HttpResponse:
     _require_role(request, REVIEWER)
+    form = ImportUploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            run = import_job_submit(kind=form.cleaned_data["kind"], uploaded_file=form.cleaned_data["file"],
+                                    user=request.user, source=form.cleaned_data["source"],
+                                    mapping_file=form.cleaned_data["mapping"])
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        else:
+            messages.success(request, f"Import {run.id} queued: the worker is reading {form.cleaned_data['file'].name}.")
+            return redirect("import-detail", run_id=run.id)
     page = Paginator(selectors.import_run_list(), 25).get_page(request.GET.get("page"))
-    return render(request, "labelapp/import_list.html", {"page": page})
+    return render(request, "labelapp/import_list.html", {"page": page, "form": form},
+                  status=400 if form.errors else 200)
 
 
 @login_required
 def import_detail_view(request: HttpRequest, run_id: int) -> HttpResponse:
     _require_role(request, REVIEWER)
     run = get_object_or_404(ImportRun, pk=run_id)
+    if request.htmx and request.GET.get("fragment") == "status":
+        response = render(request, "labelapp/_import_status.html", {"run": run})
+        if run.is_finished:
+            # Stop polling and reload once, so the finished report shows its row issues.
+            response = HttpResponseStopPolling(response.content)
+            response["HX-Refresh"] = "true"
+        return response
     outcome = request.GET.get("outcome", "")
     issues = run.row_issues.all()
     if outcome in RowOutcome.values:

@@ -121,6 +121,10 @@ def import_run_execute(*, import_run_id: int, progress: ProgressCallback | None 
             exclusive_path=Path(options["exclusive_file"]) if options.get("exclusive_file") else None,
             progress=progress,
         )
+    if run.kind == ImportKind.RULES:
+        from labelapp.services.rules import rules_import
+
+        return rules_import(import_run=run, path=Path(run.file_name))
     raise ValueError(f"import kind {run.kind!r} is not executed by this service")
 
 

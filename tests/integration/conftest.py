@@ -34,6 +34,9 @@ def celery_worker_process(transactional_db, tmp_path):
     }
     queue = f"test-{os.getpid()}-{time.monotonic_ns()}"
     hostname = f"{queue}@localhost"
+    # Every task, including those the worker itself sends, goes to this worker's private queue, so
+    # parallel test runs (or a demo worker on the same broker) never take them.
+    env["CELERY_DEFAULT_QUEUE"] = env["CELERY_ML_QUEUE"] = queue
     log = (tmp_path / "worker.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--loglevel=INFO",
@@ -41,6 +44,8 @@ def celery_worker_process(transactional_db, tmp_path):
          "--without-heartbeat"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
+    saved_queue, saved_routes = app.conf.task_default_queue, app.conf.task_routes
+    app.conf.task_default_queue, app.conf.task_routes = queue, {}
     try:
         deadline = time.monotonic() + 90
         while not app.control.ping(destination=[hostname], timeout=1.0):
@@ -49,6 +54,7 @@ def celery_worker_process(transactional_db, tmp_path):
         # Tasks sent by the test go to this worker's private queue, so parallel runs never steal them.
         yield {"queue": queue, "hostname": hostname, "log": tmp_path / "worker.log", "process": proc}
     finally:
+        app.conf.task_default_queue, app.conf.task_routes = saved_queue, saved_routes
         proc.terminate()
         try:
             proc.wait(timeout=30)
