@@ -101,10 +101,14 @@ def import_run_follow_up(*, import_run_id: int) -> dict[str, int]:
     """After a product import: apply the legacy rules to the products it touched, then refresh embeddings."""
     from labelapp.models import Product
     from labelapp.services.rules import rules_apply
+    from similarity.services.embeddings import embeddings_refresh_after_import
 
     run = ImportRun.objects.get(pk=import_run_id)
     if run.kind != ImportKind.PRODUCTS or run.status != ImportStatus.SUCCEEDED:
         return {"products": 0}
     product_ids = list(Product.objects.filter(import_run_id=import_run_id).values_list("id", flat=True))
     result = rules_apply(product_ids=product_ids)
+    with transaction.atomic():
+        # Re-syncs the vectors' category copies and queues embedding jobs (sent on commit).
+        embeddings_refresh_after_import(product_ids=product_ids)
     return {"products": len(product_ids), "rule_labels_created": result.labels_created}

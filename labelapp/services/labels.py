@@ -38,4 +38,9 @@ def label_create(*, product: Product, category: Category | None, user: AbstractB
     label.save()
     if category is not None:
         product_category_set(product=product, category=category, source=CategorySource.LABEL)
+        from similarity.services.embeddings import embeddings_sync_categories
+
+        # Similar-product filters read the category copied onto the vectors: keep it current.
+        product_id = product.pk
+        transaction.on_commit(lambda: embeddings_sync_categories(product_ids=[product_id]))
     return label

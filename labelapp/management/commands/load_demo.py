@@ -23,3 +23,6 @@ class Command(BaseCommand):
         self.stdout.write("Legacy rules:")
         call_command("import_rules", str(DEMO / "rules.json"), stdout=self.stdout, stderr=self.stderr)
         call_command("apply_rules", stdout=self.stdout, stderr=self.stderr)
+        self.stdout.write("Image embeddings (EfficientNet-Lite0) and text vectors for similar products:")
+        call_command("embed_images", stdout=self.stdout, stderr=self.stderr)
+        call_command("build_text_vectors", stdout=self.stdout, stderr=self.stderr)
