@@ -194,6 +194,7 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BEAT_SCHEDULE: dict = {
     "reap-stale-imports": {"task": "labelapp.tasks.import_runs_reap_task", "schedule": 15 * 60},
+    "reap-stale-embedding-jobs": {"task": "similarity.tasks.embedding_jobs_reap_task", "schedule": 5 * 60},
 }
 
 REST_FRAMEWORK = {

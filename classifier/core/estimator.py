@@ -1,0 +1,250 @@
+"""ProductClassifier: the scikit-learn estimator contract around a Keras product model."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from classifier.core.architectures import build_network, embedding_output
+from classifier.core.config import FeatureConfig, config_load, config_save
+from classifier.core.features import FeatureCache, build_preprocessor, frame_inputs, raw_inputs
+from classifier.core.frames import ProductFrame, Targets
+
+OBJECTIVES = ("exclusive", "rule")
+FORMAT_VERSION = 1
+MODEL_FILE, CONFIG_FILE, META_FILE = "model.keras", "feature_config.toml", "classifier.json"
+
+
+def objective_losses(objectives: Sequence[str]) -> dict[str, keras.losses.Loss]:
+    """Return each objective's loss, averaged over the products that have a target (sample weight 1).
+
+    exclusive: categorical cross-entropy on class indices; rule: binary cross-entropy averaged over the
+    rule classes. "mean_with_sample_weight" divides by the batch's known products, not its size, so the
+    heads keep their relative weight however sparse the labels are.
+    """
+    losses = {
+        "exclusive": lambda: keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight"),
+        "rule": lambda: keras.losses.BinaryCrossentropy(reduction="mean_with_sample_weight"),
+    }
+    return {objective: losses[objective]() for objective in objectives}
+
+
+def masked_targets(y: Targets, objectives: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Return per objective the Keras targets and sample weights float32 [n]: 0 where a product has no target.
+
+    exclusive targets int32 [n] (unknown rows get class 0, weighted 0); rule targets float32 [n, R]
+    (rows the rules never saw are zeroed, weighted 0, so even NaN there cannot leak into the loss).
+    """
+    targets, weights = {}, {}
+    if "exclusive" in objectives:
+        known = y.exclusive >= 0
+        targets["exclusive"] = np.where(known, y.exclusive, 0).astype(np.int32)
+        weights["exclusive"] = known.astype(np.float32)
+    if "rule" in objectives:
+        targets["rule"] = np.where(y.rule_known[:, None], np.nan_to_num(y.rule), 0).astype(np.float32)
+        weights["rule"] = y.rule_known.astype(np.float32)
+    return targets, weights
+
+
+class ProductClassifier:
+    """Categorise products from raw fields with a Keras model; one softmax and/or sigmoid head per objective.
+
+    Parameters are stored as given and validated in `fit`. Fitted attributes: `model_` (end-to-end Keras
+    model on raw inputs), `config_` (the config with fitted vocabulary sizes), `classes_`, `rule_classes_`,
+    `history_` (per-epoch losses).
+    """
+
+    prediction_batch_size = 2048
+
+    def __init__(self, *, config: FeatureConfig, architecture: str = "wide_deep",
+                 objectives: Sequence[str] = ("exclusive",), epochs: int = 10, batch_size: int = 256,
+                 learning_rate: float = 1e-3, loss_weights: dict[str, float] | None = None,
+                 validation_fraction: float = 0.1, patience: int = 2, random_state: int | None = None):
+        self.config = config
+        self.architecture = architecture
+        self.objectives = objectives
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.loss_weights = loss_weights
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.random_state = random_state
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Return the constructor parameters."""
+        return {name: getattr(self, name) for name in inspect.signature(type(self).__init__).parameters
+                if name != "self"}
+
+    def set_params(self, **params) -> "ProductClassifier":
+        """Set constructor parameters; return self."""
+        valid = self.get_params()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"invalid parameter {name!r}")
+            setattr(self, name, value)
+        return self
+
+    def fit(self, X: ProductFrame, y: Targets, *,
+            progress: Callable[[int, dict], None] | None = None) -> "ProductClassifier":
+        """Train on products X and their targets y; `progress(epoch, logs)` is called after each (0-based) epoch."""
+        objectives = self._checked_objectives(y)
+        if len(X) != len(y):
+            raise ValueError(f"X has {len(X)} products, y has {len(y)}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError("validation_fraction must be in [0, 1)")
+        rng = np.random.default_rng(self.random_state)
+        if self.random_state is not None:
+            keras.utils.set_random_seed(self.random_state)
+
+        order = rng.permutation(len(X))
+        n_validation = int(round(len(X) * self.validation_fraction))
+        validation, train = order[:n_validation], order[n_validation:]
+        X_train, y_train = X.take(train), y.take(train)
+
+        preprocessor, fitted_config = build_preprocessor(self.config, X_train)
+        heads = {"exclusive": len(y.classes), "rule": len(y.rule_classes)}
+        heads = {objective: heads[objective] for objective in objectives}
+        network = build_network(fitted_config, architecture=self.architecture, heads=heads)
+        loss_weights = {objective: float((self.loss_weights or {}).get(objective, 1.0)) for objective in objectives}
+        # No XLA: it does not take the sparse TF-IDF inputs, and compiling costs more than it saves on small CPUs.
+        network.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss=objective_losses(objectives),
+                        loss_weights=loss_weights, jit_compile=False)
+
+        train_data = self._dataset(preprocessor, network, fitted_config, X_train, y_train, objectives,
+                                   shuffle=True, seed=int(rng.integers(2**31)))
+        validation_data, callbacks = None, []
+        if n_validation:
+            validation_data = self._dataset(preprocessor, network, fitted_config, X.take(validation),
+                                            y.take(validation), objectives, shuffle=False)
+            callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience,
+                                                           restore_best_weights=True))
+        if progress is not None:
+            callbacks.append(keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: progress(epoch, dict(logs or {}))))
+        history = network.fit(train_data, validation_data=validation_data, epochs=self.epochs,
+                              callbacks=callbacks, shuffle=False, verbose=0)
+
+        self.model_ = _end_to_end_model(preprocessor, network, fitted_config)
+        self.config_ = fitted_config
+        self.classes_ = np.asarray(y.classes if "exclusive" in objectives else (), dtype=object)
+        self.rule_classes_ = np.asarray(y.rule_classes if "rule" in objectives else (), dtype=object)
+        self.history_ = {name: [float(value) for value in values] for name, values in history.history.items()}
+        self._embedding_model = None
+        return self
+
+    def predict_proba(self, X: ProductFrame, *, batch_size: int | None = None) -> dict[str, np.ndarray]:
+        """Return per objective the probabilities: "exclusive" float32 [n, C] (rows sum to 1), "rule" [n, R]."""
+        model = self._fitted_model()
+        heads = {name: int(tensor.shape[-1]) for name, tensor in model.output.items()}
+        if len(X) == 0:
+            return {head: np.zeros((0, width), np.float32) for head, width in heads.items()}
+        return _predict_in_batches(model, frame_inputs(X, self.config_), batch_size or self.prediction_batch_size)
+
+    def predict(self, X: ProductFrame) -> np.ndarray:
+        """Return the most probable exclusive class of each product, object [n]."""
+        if len(self.classes_) == 0:
+            raise ValueError("this classifier has no exclusive head")
+        return self.classes_[self.predict_proba(X)["exclusive"].argmax(axis=1)]
+
+    def embed(self, X: ProductFrame, *, batch_size: int | None = None) -> np.ndarray:
+        """Return the product embeddings float32 [n, d]: the trunk's last hidden layer."""
+        model = self._fitted_model()
+        if self._embedding_model is None:
+            network = model.get_layer(f"{self.architecture}_network")
+            trunk = keras.Model(network.input, embedding_output(network), name="trunk_model")
+            inputs = raw_inputs(self.config_)
+            features = model.get_layer("preprocessor")(inputs)
+            self._embedding_model = keras.Model(
+                inputs, trunk({name: features[name] for name in _input_names(network)}), name="embedder")
+        if len(X) == 0:
+            return np.zeros((0, int(self._embedding_model.output.shape[-1])), np.float32)
+        return _predict_in_batches(self._embedding_model, frame_inputs(X, self.config_),
+                                   batch_size or self.prediction_batch_size)
+
+    def save(self, directory: str | Path) -> None:
+        """Write the Keras model, the fitted feature config and the class lists to `directory`."""
+        model = self._fitted_model()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        model.save(directory / MODEL_FILE)
+        config_save(self.config_, directory / CONFIG_FILE)
+        params = {name: value for name, value in self.get_params().items() if name != "config"}
+        params["objectives"] = list(params["objectives"])
+        meta = {"format_version": FORMAT_VERSION, "keras_version": keras.__version__, "params": params,
+                "classes": [str(c) for c in self.classes_], "rule_classes": [str(c) for c in self.rule_classes_]}
+        (directory / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "ProductClassifier":
+        """Read a classifier written by `save`; it predicts exactly as the saved one on raw input."""
+        directory = Path(directory)
+        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported classifier format {meta.get('format_version')!r}")
+        config = config_load(directory / CONFIG_FILE)
+        params = dict(meta["params"], objectives=tuple(meta["params"]["objectives"]))
+        classifier = cls(config=config, **params)
+        classifier.model_ = keras.saving.load_model(directory / MODEL_FILE, compile=False)
+        classifier.config_ = config
+        classifier.classes_ = np.asarray(meta["classes"], dtype=object)
+        classifier.rule_classes_ = np.asarray(meta["rule_classes"], dtype=object)
+        classifier.history_ = None
+        classifier._embedding_model = None
+        return classifier
+
+    def _checked_objectives(self, y: Targets) -> tuple[str, ...]:
+        objectives = tuple(self.objectives)
+        if not objectives or set(objectives) - set(OBJECTIVES) or len(set(objectives)) != len(objectives):
+            raise ValueError(f"objectives must be distinct names among {OBJECTIVES}, got {objectives}")
+        if "exclusive" in objectives and (y.exclusive is None or not y.classes):
+            raise ValueError("the exclusive objective needs y.exclusive and y.classes")
+        if "rule" in objectives and (y.rule is None or not y.rule_classes):
+            raise ValueError("the rule objective needs y.rule and y.rule_classes")
+        return objectives
+
+    def _dataset(self, preprocessor, network, config, X, y, objectives, *, shuffle, seed=None):
+        inputs = frame_inputs(X, config)
+        cache = FeatureCache(preprocessor, inputs, names=_input_names(network))
+        targets, weights = masked_targets(y, objectives)
+        return cache.dataset(targets, weights, batch_size=self.batch_size, shuffle=shuffle, seed=seed)
+
+    def _fitted_model(self) -> keras.Model:
+        if not hasattr(self, "model_"):
+            raise AttributeError("this ProductClassifier is not fitted yet: call fit() or load()")
+        return self.model_
+
+
+def _predict_in_batches(model: keras.Model, inputs: dict[str, np.ndarray], batch_size: int):
+    """Return the model's outputs on `inputs`, run eagerly batch by batch, as NumPy (a dict if the model's is).
+
+    Eager calls skip the graph tracing of `model.predict` (a second or more per model and input shape);
+    with batches of thousands of products the per-op dispatch cost is negligible.
+    """
+    n = len(next(iter(inputs.values())))
+    parts = []
+    for start in range(0, n, batch_size):
+        batch = {name: tf.constant(values[start:start + batch_size].astype(str)) if values.dtype == object
+                 else tf.constant(values[start:start + batch_size]) for name, values in inputs.items()}
+        parts.append(model(batch, training=False))
+    if isinstance(parts[0], dict):
+        return {head: np.concatenate([np.asarray(part[head]) for part in parts]) for head in parts[0]}
+    return np.concatenate([np.asarray(part) for part in parts])
+
+
+def _input_names(network: keras.Model) -> list[str]:
+    return list(network.input)
+
+
+def _end_to_end_model(preprocessor: keras.Model, network: keras.Model, config: FeatureConfig) -> keras.Model:
+    """Return the serving model raw fields → probabilities: the preprocessor then the network."""
+    inputs = raw_inputs(config)
+    features = preprocessor(inputs)
+    outputs = network({name: features[name] for name in _input_names(network)})
+    return keras.Model(inputs, outputs, name="product_classifier")
