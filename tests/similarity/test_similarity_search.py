@@ -99,7 +99,7 @@ def test_large_scopes_take_the_graph_and_fall_back_to_exact_when_the_walk_stops_
     query = catalogue["products"][0]
 
     _, trace = nearest(query, k=20, scope=Scope.LEVEL2, strategy="auto")
-    assert (trace.strategy, trace.ef_search, trace.candidates) == ("hnsw", 40, 11)  # counted up to MAX + 1
+    assert (trace.strategy, trace.ef_search, trace.candidates) == ("hnsw", 80, 11)  # counted up to MAX + 1
 
     real = selectors._nearest_run
 
@@ -116,7 +116,8 @@ def test_exact_scan_limit_grows_with_k_and_the_index():
     config = similarity_settings()
 
     assert exact_scan_limit(k=20, index_rows=0, config=config) == config.exact_scan_min_rows
-    assert exact_scan_limit(k=20, index_rows=1_000_000, config=config) == 10954
+    assert exact_scan_limit(k=20, index_rows=20_000, config=config) == 1549  # sqrt(6 * 20 * 20k)
+    assert exact_scan_limit(k=20, index_rows=1_000_000, config=config) == config.exact_scan_max_rows
     assert exact_scan_limit(k=200, index_rows=100_000_000, config=config) == config.exact_scan_max_rows
 
 
