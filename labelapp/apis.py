@@ -42,6 +42,13 @@ class ProductCursorPagination(CursorPagination):
     max_page_size = 500
 
 
+def paginated_response(*, queryset, serializer_class, request, view, paginator=None) -> Response:
+    """Return one page of `queryset`, serialised, with DRF's page links."""
+    paginator = paginator or PageNumberPagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True, context={"request": request}).data)
+
+
 class LargePagePagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 2000
@@ -96,9 +103,8 @@ class ProductListApi(APIView):
             q=data["q"], category_id=data.get("category"), source=data["source"],
             labelled=data["labelled"], split=data["split"], has_image=data["has_image"],
         )
-        paginator = ProductCursorPagination()
-        page = paginator.paginate_queryset(selectors.product_list(filters=filters), request, view=self)
-        return paginator.get_paginated_response(ProductSerializer(page, many=True, context={"request": request}).data)
+        return paginated_response(queryset=selectors.product_list(filters=filters), serializer_class=ProductSerializer,
+                                  request=request, view=self, paginator=ProductCursorPagination())
 
 
 class RuleLabelBriefSerializer(serializers.Serializer):
@@ -157,9 +163,8 @@ class CategoryListApi(APIView):
         data = params.validated_data
         qs = selectors.category_list(q=data["q"], exclusive=data["exclusive"], parent_id=data.get("parent"),
                                      roots_only=data["roots"], depth=data.get("depth"))
-        paginator = LargePagePagination()
-        page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(self.CategoryOutputSerializer(page, many=True).data)
+        return paginated_response(queryset=qs, serializer_class=self.CategoryOutputSerializer, request=request,
+                                  view=self, paginator=LargePagePagination())
 
 
 class CategoryTreeApi(APIView):
@@ -207,9 +212,8 @@ class LabelListCreateApi(APIView):
         data = params.validated_data
         qs = selectors.label_list(product_id=data.get("product"), labeller_id=data.get("labeller"),
                                   strategy=data["strategy"], current_only=data["current"])
-        paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(self.LabelOutputSerializer(page, many=True).data)
+        return paginated_response(queryset=qs, serializer_class=self.LabelOutputSerializer, request=request,
+                                  view=self)
 
     @extend_schema(request=LabelInputSerializer, responses={201: LabelOutputSerializer})
     def post(self, request):
@@ -250,9 +254,8 @@ class RuleLabelListApi(APIView):
         data = params.validated_data
         qs = selectors.rule_label_list(product_id=data.get("product"), category_id=data.get("category"),
                                        rule_id=data.get("rule"))
-        paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(self.RuleLabelOutputSerializer(page, many=True).data)
+        return paginated_response(queryset=qs, serializer_class=self.RuleLabelOutputSerializer, request=request,
+                                  view=self)
 
 
 class RuleListApi(APIView):
@@ -270,9 +273,8 @@ class RuleListApi(APIView):
 
     @extend_schema(responses=RuleOutputSerializer(many=True))
     def get(self, request):
-        paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(selectors.rule_list(), request, view=self)
-        return paginator.get_paginated_response(self.RuleOutputSerializer(page, many=True).data)
+        return paginated_response(queryset=selectors.rule_list(), serializer_class=self.RuleOutputSerializer,
+                                  request=request, view=self)
 
 
 def broker_ping() -> str | None:
@@ -345,9 +347,8 @@ class ImportRunListCreateApi(APIView):
 
     @extend_schema(responses=ImportRunSerializer(many=True))
     def get(self, request):
-        paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(selectors.import_run_list(), request, view=self)
-        return paginator.get_paginated_response(ImportRunSerializer(page, many=True).data)
+        return paginated_response(queryset=selectors.import_run_list(), serializer_class=ImportRunSerializer,
+                                  request=request, view=self)
 
     @extend_schema(request={"multipart/form-data": ImportUploadSerializer}, responses={202: ImportRunSerializer})
     def post(self, request):
