@@ -6,7 +6,7 @@ Vectors live in one HNSW index (cosine, m=16, ef_construction=64) per table. A s
 level-3 category) is applied to the rows' copies of the product's effective category. Two strategies:
 
 * hnsw — `hnsw.iterative_scan = relaxed_order` (pgvector >= 0.8) keeps walking the graph until `k` rows pass
-  the filter (or `hnsw.max_scan_tuples` is reached), with `hnsw.ef_search = max(40, 2k)`; the relaxed results
+  the filter (or `hnsw.max_scan_tuples` is reached), with `hnsw.ef_search = max(80, 2k)`; the relaxed results
   are re-ordered by their exact distance.
 * exact — a btree lookup of the scope's rows and a sort by exact distance (index scans off, so the planner
   cannot pick the HNSW index): exact by construction.
