@@ -2,48 +2,14 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, OutputWrapper
-from tqdm import tqdm
+from django.core.management.base import BaseCommand, CommandError
 
-from labelapp.models import ImportKind, ImportStatus
-from labelapp.services.imports import (
-    ImportMapping,
-    import_run_create,
-    import_run_execute,
-    import_run_report,
-    mapping_load,
-)
-
-
-class _TqdmStream:
-    """Let tqdm write to a command's stderr: OutputWrapper.write would end every refresh with a newline."""
-
-    def __init__(self, wrapper: OutputWrapper):
-        self._wrapper = wrapper
-
-    def write(self, text: str) -> None:
-        self._wrapper.write(text, ending="")
-
-    def flush(self) -> None:
-        self._wrapper.flush()
-
-    def isatty(self) -> bool:
-        return self._wrapper.isatty()
-
-
-@contextmanager
-def progress_bar(stderr: OutputWrapper, *, description: str):
-    """Yield a progress(bytes_done, bytes_total) callback drawing a tqdm bar (only on a terminal)."""
-    with tqdm(desc=description, unit="B", unit_scale=True, file=_TqdmStream(stderr), disable=None) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        yield progress
+from labelapp.management.importing import import_run_execute_reported
+from labelapp.models import ImportKind
+from labelapp.services.imports import ImportMapping, import_run_create, mapping_load
 
 
 class Command(BaseCommand):
@@ -84,8 +50,5 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc
-        with progress_bar(self.stderr, description=f"import {file.name}") as progress:
-            run = import_run_execute(import_run_id=run.id, progress=progress)
-        self.stdout.write(import_run_report(import_run=run, issues_limit=show_issues))
-        if run.status == ImportStatus.FAILED:
-            raise CommandError(f"import {run.id} failed: {run.error}")
+        import_run_execute_reported(command=self, import_run=run, description=f"import {file.name}",
+                                    show_issues=show_issues)

@@ -7,9 +7,9 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from labelapp.management.commands.import_products import progress_bar
-from labelapp.models import ImportKind, ImportStatus
-from labelapp.services.imports import import_run_create, import_run_execute, import_run_report
+from labelapp.management.importing import import_run_execute_reported
+from labelapp.models import ImportKind
+from labelapp.services.imports import import_run_create
 from labelapp.services.taxonomy import TAXONOMY_FORMATS
 
 
@@ -37,8 +37,5 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc
-        with progress_bar(self.stderr, description=f"import {file.name}") as progress:
-            run = import_run_execute(import_run_id=run.id, progress=progress)
-        self.stdout.write(import_run_report(import_run=run, issues_limit=show_issues))
-        if run.status == ImportStatus.FAILED:
-            raise CommandError(f"import {run.id} failed: {run.error}")
+        import_run_execute_reported(command=self, import_run=run, description=f"import {file.name}",
+                                    show_issues=show_issues)
