@@ -183,8 +183,13 @@ CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", f"{REDIS_URL}/0"
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_DEFAULT_QUEUE", "default")
 CELERY_ML_QUEUE = os.environ.get("CELERY_ML_QUEUE", "ml")
 CELERY_TASK_ROUTES = {
+    # Housekeeping that loads no model stays on the default queue, so a long training cannot delay it.
+    "classifier.tasks.train_runs_reap_task": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "classifier.tasks.model_versions_prune_task": {"queue": CELERY_TASK_DEFAULT_QUEUE},
     "classifier.tasks.*": {"queue": CELERY_ML_QUEUE},
     "similarity.tasks.*": {"queue": CELERY_ML_QUEUE},
+    # Filling a round scores the pool with the active model (TensorFlow).
+    "labelapp.tasks.labelling_round_fill_task": {"queue": CELERY_ML_QUEUE},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -195,7 +200,19 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BEAT_SCHEDULE: dict = {
     "reap-stale-imports": {"task": "labelapp.tasks.import_runs_reap_task", "schedule": 15 * 60},
     "reap-stale-embedding-jobs": {"task": "similarity.tasks.embedding_jobs_reap_task", "schedule": 5 * 60},
+    "reap-stale-train-runs": {"task": "classifier.tasks.train_runs_reap_task", "schedule": 5 * 60},
+    "prune-model-versions": {"task": "classifier.tasks.model_versions_prune_task", "schedule": 24 * 3600},
 }
+
+# Classifier training (classifier/services/training.py). The feature config says which product fields the
+# model reads and how; the demo's own (demo/classifier.toml) leaves out the Myntra feed category, which is the
+# answer there.
+CLASSIFIER_FEATURE_CONFIG = Path(os.environ.get("CLASSIFIER_FEATURE_CONFIG",
+                                                BASE_DIR / "classifier/core/configs/default.toml"))
+CLASSIFIER_DEFAULT_ARCHITECTURE = os.environ.get("CLASSIFIER_DEFAULT_ARCHITECTURE", "wide_deep")
+CLASSIFIER_EPOCHS = int(os.environ.get("CLASSIFIER_EPOCHS", 8))
+CLASSIFIER_KEEP_VERSIONS = int(os.environ.get("CLASSIFIER_KEEP_VERSIONS", 3))
+CLASSIFIER_STALE_AFTER_S = int(os.environ.get("CLASSIFIER_STALE_AFTER_S", 900))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -228,6 +245,8 @@ IMPORT_IMAGE_MAX_BYTES = int(os.environ.get("IMPORT_IMAGE_MAX_BYTES", str(20 * 1
 IMPORT_BATCH_SIZE = int(os.environ.get("IMPORT_BATCH_SIZE", "1000"))
 # A run still "running" this long after it started lost its worker: the reaper marks it failed.
 IMPORT_STALE_AFTER_S = int(os.environ.get("IMPORT_STALE_AFTER_S", str(6 * 3600)))
+# Labelling: how long a labeller holds a queue item before it returns to the queue for others.
+LABELLING_LEASE_SECONDS = int(os.environ.get("LABELLING_LEASE_SECONDS", "600"))
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 

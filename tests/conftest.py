@@ -12,6 +12,7 @@ import pytest
 def _media_in_tmp(settings, tmp_path):
     """Keep files written by tests out of the project's media folder."""
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.ARTEFACT_ROOT = tmp_path / "artefacts"
 
 
 @pytest.fixture(autouse=True)

@@ -120,3 +120,23 @@ def _require_sequence_text(config: FeatureConfig, architecture: str) -> None:
     if not config.of_kind("text", "sequence"):
         raise ValueError(f"the {architecture} architecture needs a text field with representation = \"sequence\" "
                          f"(e.g. config.with_fields(['title'], representation='sequence'))")
+
+
+def config_for_architecture(config: FeatureConfig, architecture: str, *, sequence_length: int = 24,
+                            embedding_dim: int = 64) -> FeatureConfig:
+    """Return the config an architecture can train on, derived from a general one.
+
+    The text CNN / RNN read token sequences, so the title becomes a word sequence (its vocabulary cap kept);
+    the image head reads the dense inputs only. Other architectures take the config as it is.
+    """
+    if architecture in ("cnn", "rnn") and not config.of_kind("text", "sequence"):
+        if "title" not in {spec.name for spec in config.fields}:
+            raise ValueError(f"the {architecture} architecture needs a title field to read as a sequence")
+        return config.with_fields(["title"], representation="sequence", ngrams=(1, 1), analyzer="word",
+                                  sequence_length=sequence_length, embedding_dim=embedding_dim)
+    if architecture == "image":
+        dense = [spec for spec in config.fields if spec.kind == "dense"]
+        if not dense:
+            raise ValueError("the image architecture needs a dense (image embedding) field")
+        return config.without_fields([spec.name for spec in config.fields if spec.kind != "dense"])
+    return config

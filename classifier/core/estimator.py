@@ -92,8 +92,12 @@ class ProductClassifier:
         return self
 
     def fit(self, X: ProductFrame, y: Targets, *,
+            validation_data: tuple[ProductFrame, Targets] | None = None,
             progress: Callable[[int, dict], None] | None = None) -> "ProductClassifier":
-        """Train on products X and their targets y; `progress(epoch, logs)` is called after each (0-based) epoch."""
+        """Train on products X and their targets y; `progress(epoch, logs)` is called after each (0-based) epoch.
+
+        Early stopping watches `validation_data` when given, else a `validation_fraction` slice of X.
+        """
         objectives = self._checked_objectives(y)
         if len(X) != len(y):
             raise ValueError(f"X has {len(X)} products, y has {len(y)}")
@@ -104,9 +108,13 @@ class ProductClassifier:
             keras.utils.set_random_seed(self.random_state)
 
         order = rng.permutation(len(X))
-        n_validation = int(round(len(X) * self.validation_fraction))
+        n_validation = 0 if validation_data is not None else int(round(len(X) * self.validation_fraction))
         validation, train = order[:n_validation], order[n_validation:]
         X_train, y_train = X.take(train), y.take(train)
+        if validation_data is None and n_validation:
+            validation_data = (X.take(validation), y.take(validation))
+        if validation_data is not None and not len(validation_data[0]):
+            validation_data = None
 
         preprocessor, fitted_config = build_preprocessor(self.config, X_train)
         heads = {"exclusive": len(y.classes), "rule": len(y.rule_classes)}
@@ -119,10 +127,10 @@ class ProductClassifier:
 
         train_data = self._dataset(preprocessor, network, fitted_config, X_train, y_train, objectives,
                                    shuffle=True, seed=int(rng.integers(2**31)))
-        validation_data, callbacks = None, []
-        if n_validation:
-            validation_data = self._dataset(preprocessor, network, fitted_config, X.take(validation),
-                                            y.take(validation), objectives, shuffle=False)
+        callbacks = []
+        if validation_data is not None:
+            validation_data = self._dataset(preprocessor, network, fitted_config, *validation_data, objectives,
+                                            shuffle=False)
             callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience,
                                                            restore_best_weights=True))
         if progress is not None:

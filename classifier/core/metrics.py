@@ -157,6 +157,7 @@ def report_compute(*, exclusive_true: np.ndarray | None = None, exclusive_proba:
         y_pred = proba.argmax(axis=1)
         section = exclusive_metrics(y_true, proba, top_k=top_k)
         section["confused_pairs"] = confused_pairs(y_true, y_pred, top=n_confused)
+        section["per_class"] = per_class_scores(y_true, y_pred)
         if ancestors is not None:
             section["levels"] = {}
             for level in range(_depth(ancestors)):
