@@ -14,7 +14,9 @@ urlpatterns = [
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("similarity.api_urls")),
     path("api/v1/", include("labelapp.api_urls")),
+    path("api/v1/", include("classifier.api_urls")),
     path("similarity/", include("similarity.urls")),
+    path("review/", include("classifier.urls")),
     path("", include("labelapp.urls")),
 ]
 

@@ -6,7 +6,7 @@ import logging
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError as DjangoValidationError
 from django.db import connection
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.generics import get_object_or_404
 from rest_framework.pagination import CursorPagination, PageNumberPagination
@@ -60,18 +60,65 @@ class CategoryBriefSerializer(serializers.ModelSerializer):
         fields = ["id", "external_id", "name", "full_path", "depth", "is_exclusive"]
 
 
+class PredictionSerializer(serializers.Serializer):
+    """The active model version's prediction for a product."""
+
+    model_version = serializers.CharField(source="model_version.name")
+    category = CategoryBriefSerializer(allow_null=True, help_text="Top-1 exclusive category.")
+    confidence = serializers.FloatField(allow_null=True)
+    top_k = serializers.SerializerMethodField(help_text="The top exclusive categories, best first.")
+    entropy = serializers.FloatField(allow_null=True)
+    margin = serializers.FloatField(allow_null=True)
+    rule_positives = serializers.SerializerMethodField(help_text="Categories the rule head predicts.")
+
+    def _categories(self) -> dict:
+        return self.context.get("categories") or {}
+
+    def _brief(self, category_id: int) -> dict:
+        category = self._categories().get(category_id)
+        return {"id": category_id, "full_path": category.full_path if category else None}
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_top_k(self, prediction) -> list[dict]:
+        return [{**self._brief(category_id), "probability": probability}
+                for category_id, probability in prediction.top_k]
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_rule_positives(self, prediction) -> list[dict]:
+        return [self._brief(category_id) for category_id in prediction.rule_positives]
+
+
+def prediction_context(*, products) -> dict:
+    """Return serializer context with the active version's predictions of `products` and their categories."""
+    from classifier.selectors import categories_by_id, predictions_for_products
+
+    predictions = predictions_for_products(product_ids=[product.id for product in products])
+    category_ids = {category_id for p in predictions.values() for category_id, _ in p.top_k}
+    category_ids |= {category_id for p in predictions.values() for category_id in p.rule_positives}
+    return {"predictions": predictions, "categories": categories_by_id(category_ids=category_ids)}
+
+
 class ProductSerializer(serializers.ModelSerializer):
     category = CategoryBriefSerializer(read_only=True)
     image_url = serializers.SerializerMethodField()
     is_labelled = serializers.BooleanField(read_only=True)
+    prediction = serializers.SerializerMethodField(help_text="The active model's prediction (null before the "
+                                                             "first trained model).")
 
     class Meta:
         model = Product
         fields = [
             "id", "source", "external_id", "title", "description", "brand", "category_path", "gender", "size",
             "price", "currency", "attributes", "image_url", "image_error", "split", "category",
-            "category_source", "is_labelled", "created_at", "updated_at",
+            "category_source", "is_labelled", "prediction", "created_at", "updated_at",
         ]
+
+    @extend_schema_field(PredictionSerializer(allow_null=True))
+    def get_prediction(self, product: Product) -> dict | None:
+        if "predictions" not in self.context:
+            self.context.update(prediction_context(products=[product]))
+        prediction = self.context["predictions"].get(product.id)
+        return PredictionSerializer(prediction, context=self.context).data if prediction else None
 
     def get_image_url(self, product: Product) -> str | None:
         if not product.image:
@@ -103,8 +150,10 @@ class ProductListApi(APIView):
             q=data["q"], category_id=data.get("category"), source=data["source"],
             labelled=data["labelled"], split=data["split"], has_image=data["has_image"],
         )
-        return paginated_response(queryset=selectors.product_list(filters=filters), serializer_class=ProductSerializer,
-                                  request=request, view=self, paginator=ProductCursorPagination())
+        paginator = ProductCursorPagination()
+        page = paginator.paginate_queryset(selectors.product_list(filters=filters), request, view=self)
+        context = {"request": request, **prediction_context(products=page)}
+        return paginator.get_paginated_response(ProductSerializer(page, many=True, context=context).data)
 
 
 class RuleLabelBriefSerializer(serializers.Serializer):

@@ -1,0 +1,233 @@
+"""Reviewers' model pages (htmx): train runs, one run, two runs compared, predictions, learning curves.
+
+A partial for htmx requests, the whole page otherwise; every hx-get sits beside a real href. Reads go through
+classifier.review_selectors; charts are server-rendered SVG (classifier.charts).
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET
+from django_htmx.http import HttpResponseStopPolling
+
+from classifier import charts
+from classifier import review_selectors as selectors
+from classifier.models import TrainRun
+from labelapp.models import Category
+from labelapp.roles import REVIEWER, user_has_role
+
+RUNS_PER_PAGE = 50
+PREDICTIONS_PER_PAGE = 50
+POLL_SECONDS = 3
+
+
+def reviewer_required(view):
+    """Send anonymous users to the login page; refuse (403) anyone without the reviewer role (staff hold it)."""
+
+    @login_required
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not user_has_role(request.user, REVIEWER):
+            raise PermissionDenied("This page needs the reviewer role.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+@require_GET
+@reviewer_required
+def review_home_view(request: HttpRequest) -> HttpResponse:
+    return redirect("review-runs")
+
+
+@require_GET
+@reviewer_required
+def run_list_view(request: HttpRequest) -> HttpResponse:
+    page = Paginator(selectors.train_run_list(), RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    polling = selectors.train_run_in_progress_exists()
+    context = {"page": page, "rows": [selectors.run_summary(run) for run in page], "polling": polling,
+               "poll_seconds": POLL_SECONDS, "active": selectors.model_version_active()}
+    if request.htmx:
+        response = render(request, "classifier/_run_table.html", context)
+        return response if polling else HttpResponseStopPolling(response.content)
+    return render(request, "classifier/runs.html", context)
+
+
+def _not_found(request: HttpRequest, what: str) -> HttpResponse:
+    return render(request, "classifier/not_found.html", {"what": what}, status=404)
+
+
+@require_GET
+@reviewer_required
+def run_detail_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    try:
+        run = selectors.train_run_get(run_id=run_id)
+    except TrainRun.DoesNotExist:
+        return _not_found(request, f"train run {run_id}")
+    context = {"run": run, "summary": selectors.run_summary(run), "poll_seconds": POLL_SECONDS}
+    if request.htmx and request.GET.get("fragment") == "status":
+        response = render(request, "classifier/_run_status.html", context)
+        if run.is_finished:
+            # Stop polling and reload once, so the finished run shows its metrics and charts.
+            response = HttpResponseStopPolling(response.content)
+            response["HX-Refresh"] = "true"
+        return response
+    sort = request.GET.get("sort", "-support")
+    reports = selectors.run_reports(run, sort=sort)
+    history = selectors.run_history_series(run)
+    loss_names = [name for name in history if "loss" in name]
+    other_names = [name for name in history if name not in loss_names]
+    context.update({
+        "reports": [{"report": report, "confused_chart": _confused_chart(report.confused_pairs, report.title)}
+                    for report in reports],
+        "sort": sort if sort in selectors.PER_CLASS_SORTS else "-support",
+        "counts": selectors.run_count_rows(run),
+        "params": sorted((run.params or {}).items()) if isinstance(run.params, dict) else [],
+        "version": selectors.run_model_version(run),
+        "loss_chart": _epoch_chart(history, loss_names, "Loss per epoch", "loss") if loss_names else None,
+        "other_chart": _epoch_chart(history, other_names, "Other metrics per epoch", "value") if other_names else None,
+        "timings_chart": _timings_chart(run.timings),
+    })
+    return render(request, "classifier/run_detail.html", context)
+
+
+def _epoch_chart(history: dict, names: list[str], title: str, y_label: str) -> charts.Svg:
+    series = [charts.Series(name, [(epoch, value) for epoch, value in enumerate(history[name], start=1)])
+              for name in names]
+    return charts.line_chart(series, title=title, x_label="epoch", y_label=y_label, x_integer=True)
+
+
+def _timings_chart(timings) -> charts.Svg | None:
+    if not isinstance(timings, dict) or not timings:
+        return None
+    bars = [charts.Bar(label=str(stage), value=selectors.number(seconds) or 0.0,
+                       note=selectors.duration_text(selectors.number(seconds)))
+            for stage, seconds in timings.items()]
+    return charts.bar_chart(bars, title="Seconds per stage", value_format="{:,.1f} s", label_width=160)
+
+
+def _confused_chart(pairs: list, title: str) -> charts.Svg:
+    bars = [charts.Bar(label=f"{pair.true.name} → {pair.predicted.name}", value=pair.count,
+                       title=f"{pair.true.full_path} → {pair.predicted.full_path}") for pair in pairs]
+    return charts.bar_chart(bars, title=f"Most confused pairs (true → predicted): {title}", colour=charts.PALETTE[1],
+                            empty_message="No confused pairs recorded.")
+
+
+@require_GET
+@reviewer_required
+def compare_view(request: HttpRequest) -> HttpResponse:
+    a_id, b_id = _int(request.GET.get("a")), _int(request.GET.get("b"))
+    error, comparison = "", None
+    if a_id is None and b_id is None:
+        latest = selectors.train_run_latest_succeeded_ids(count=2)
+        if len(latest) == 2:
+            b_id, a_id = latest
+    if a_id is not None and b_id is not None:
+        runs = {run.id: run for run in selectors.train_run_list().filter(id__in=[a_id, b_id])}
+        missing = [str(i) for i in (a_id, b_id) if i not in runs]
+        if missing:
+            error = f"No train run {' or '.join(missing)}."
+        else:
+            comparison = selectors.run_comparison(a=runs[a_id], b=runs[b_id])
+    elif a_id is not None or b_id is not None:
+        error = "Pick two runs to compare."
+    context = {"comparison": comparison, "error": error, "a_id": a_id, "b_id": b_id,
+               "choices": selectors.train_run_choices()}
+    template = "classifier/_comparison.html" if request.htmx else "classifier/compare.html"
+    return render(request, template, context, status=404 if error.startswith("No train run") else 200)
+
+
+@require_GET
+@reviewer_required
+def prediction_list_view(request: HttpRequest) -> HttpResponse:
+    requested = _int(request.GET.get("version"))
+    version = (selectors.model_version_get(version_id=requested) if requested is not None
+               else selectors.model_version_active())
+    below = _float(request.GET.get("below"))
+    category_id = _int(request.GET.get("category"))
+    context = {"version": version, "versions": selectors.model_version_list(), "requested_version": requested,
+               "agreement_choices": selectors.Agreement.CHOICES}
+    if version is None:
+        status = 404 if requested is not None else 200
+        return render(request, "classifier/predictions.html", context, status=status)
+    filters = selectors.PredictionFilters(
+        version_id=version.id,
+        below=below if below is not None and 0 <= below <= 1 else None,
+        rules=request.GET.get("rules", "") if request.GET.get("rules") in selectors.Agreement.CHOICES else "",
+        label=request.GET.get("label", "") if request.GET.get("label") in selectors.Agreement.CHOICES else "",
+        category_id=category_id,
+        q=request.GET.get("q", "").strip()[:200],
+        descending=request.GET.get("order") == "-confidence",
+    )
+    after = selectors.Cursor.decode(request.GET.get("after"))
+    page = selectors.prediction_page(filters=filters, after=after, size=PREDICTIONS_PER_PAGE)
+    count, capped = selectors.prediction_count_capped(selectors.prediction_list(filters=filters))
+    query = request.GET.copy()
+    query.pop("after", None)
+    if requested is None:
+        query.pop("version", None)
+    next_query = query.copy()
+    if page.next_cursor:
+        next_query["after"] = page.next_cursor.encode()
+    without_category = query.copy()
+    without_category.pop("category", None)
+    context.update({
+        "filters": filters, "page": page, "count": count, "capped": capped, "after": after,
+        "selected_category": Category.objects.filter(pk=category_id).first() if category_id else None,
+        "category_choices": selectors.category_choices(max_depth=2),
+        "query": query.urlencode(), "next_query": next_query.urlencode(),
+        "query_without_category": without_category.urlencode(),
+    })
+    template = "classifier/_prediction_results.html" if request.htmx else "classifier/predictions.html"
+    return render(request, template, context)
+
+
+@require_GET
+@reviewer_required
+def curves_view(request: HttpRequest) -> HttpResponse:
+    curves = selectors.learning_curves()
+    curve_chart = charts.line_chart(
+        [charts.Series(name, [(p.labels, p.accuracy) for p in points],
+                       notes=[f"run {p.run_id}, {p.source}" for p in points]) for name, points in curves.items()],
+        title="Test accuracy vs human labels used, per setting", x_label="human labels used for training",
+        y_label="test accuracy", x_integer=True, y_range=(0, 1),
+        empty_message="No succeeded train run with labels and accuracy yet.")
+    simulations = selectors.simulation_curves(directory=Path(settings.ARTEFACT_ROOT) / "simulations")
+    simulation_charts = [
+        {"file": sim, "chart": charts.line_chart(
+            [charts.Series(name, [(p.labels, p.accuracy) for p in points], notes=[p.source for p in points])
+             for name, points in sim.series.items()],
+            title=f"Simulated mean accuracy per strategy: {sim.name}", x_label="labels",
+            y_label="mean accuracy", x_integer=True, y_range=(0, 1))}
+        for sim in simulations if not sim.error]
+    active = selectors.model_version_active()
+    confused_report, confused = selectors.model_version_confused_pairs(active) if active else ("", [])
+    context = {
+        "curves": list(curves.items()), "curve_chart": curve_chart, "simulations": simulations,
+        "simulation_charts": simulation_charts, "simulation_errors": [s for s in simulations if s.error],
+        "active": active, "confused_report": confused_report,
+        "confused_chart": _confused_chart(confused, f"{active.name}" if active else "") if active else None,
+    }
+    return render(request, "classifier/curves.html", context)
