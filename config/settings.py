@@ -210,7 +210,7 @@ CELERY_BEAT_SCHEDULE: dict = {
 CLASSIFIER_FEATURE_CONFIG = Path(os.environ.get("CLASSIFIER_FEATURE_CONFIG",
                                                 BASE_DIR / "classifier/core/configs/default.toml"))
 CLASSIFIER_DEFAULT_ARCHITECTURE = os.environ.get("CLASSIFIER_DEFAULT_ARCHITECTURE", "wide_deep")
-CLASSIFIER_EPOCHS = int(os.environ.get("CLASSIFIER_EPOCHS", 8))
+CLASSIFIER_EPOCHS = int(os.environ.get("CLASSIFIER_EPOCHS", 15))
 CLASSIFIER_KEEP_VERSIONS = int(os.environ.get("CLASSIFIER_KEEP_VERSIONS", 3))
 CLASSIFIER_STALE_AFTER_S = int(os.environ.get("CLASSIFIER_STALE_AFTER_S", 900))
 

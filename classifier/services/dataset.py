@@ -59,13 +59,14 @@ def is_validation(*, source: str, external_id: str) -> bool:
 def catalogue_targets_read() -> CatalogueTargets:
     """Return every product's current exclusive label and rule categories, and the class lists of both heads.
 
+    The current label is the newest one not taken back (undo).
     Exclusive classes are the categories that carry a human label anywhere (dev or test), so a test product
     labelled with a class nobody labelled in dev still counts as an error, not as a skipped product.
     """
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT DISTINCT ON (product_id) product_id, category_id, strategy FROM {Label._meta.db_table} "
-            f"ORDER BY product_id, created_at DESC, id DESC")
+            f"WHERE NOT undone ORDER BY product_id, created_at DESC, id DESC")
         rows = cursor.fetchall()
     exclusive = {product_id: category_id for product_id, category_id, _ in rows if category_id is not None}
     strategies = {product_id: strategy for product_id, category_id, strategy in rows if category_id is not None}

@@ -58,7 +58,7 @@ def classifier_settings() -> dict:
         "architecture": getattr(settings, "CLASSIFIER_DEFAULT_ARCHITECTURE", "wide_deep"),
         "feature_config": Path(getattr(settings, "CLASSIFIER_FEATURE_CONFIG",
                                        Path(settings.BASE_DIR) / "classifier/core/configs/default.toml")),
-        "epochs": int(getattr(settings, "CLASSIFIER_EPOCHS", 8)),
+        "epochs": int(getattr(settings, "CLASSIFIER_EPOCHS", 15)),
         "batch_size": int(getattr(settings, "CLASSIFIER_BATCH_SIZE", 256)),
         "learning_rate": float(getattr(settings, "CLASSIFIER_LEARNING_RATE", 3e-3)),
         "patience": int(getattr(settings, "CLASSIFIER_PATIENCE", 2)),
@@ -298,6 +298,12 @@ def _train(run: TrainRun, data: _Data, step):
     defaults = classifier_settings()
     params = {name: run.params.get(name, defaults.get(name)) for name in TRAINING_PARAMS}
     params["random_state"] = params["random_state"] if params["random_state"] is not None else run.id
+    if "batch_size" not in run.params:
+        # Small labelled sets (the first rounds) would get one or two steps per epoch at the default batch size:
+        # keep at least ~10 steps per epoch.
+        params["batch_size"] = min(params["batch_size"], max(16, math.ceil(len(data.fit) / 10)))
+    TrainRun.objects.filter(id=run.id).update(data_counts={**data.counts, "batch_size": params["batch_size"],
+                                                           "epochs": params["epochs"]})
     config = config_for_architecture(config_loads(run.feature_config), run.architecture)
     classifier = ProductClassifier(config=config, architecture=run.architecture, objectives=tuple(run.objectives),
                                    epochs=params["epochs"], batch_size=params["batch_size"],

@@ -1,4 +1,4 @@
-"""Load the committed demo sample: taxonomy, products with photos, legacy rules; apply the rules."""
+"""Load the committed demo sample: taxonomy, products with photos, legacy rules, ground truth; train a first model."""
 from pathlib import Path
 
 from django.conf import settings
@@ -26,3 +26,13 @@ class Command(BaseCommand):
         self.stdout.write("Image embeddings (EfficientNet-Lite0) and text vectors for similar products:")
         call_command("embed_images", stdout=self.stdout, stderr=self.stderr)
         call_command("build_text_vectors", stdout=self.stdout, stderr=self.stderr)
+        self.stdout.write("Ground truth: the test split's Myntra articleType as hand labels; a seed set of 60 dev "
+                          "products labelled the same way, so the first model has something to learn from:")
+        call_command("import_ground_truth", "--from-feed", "--split", "test", stdout=self.stdout)
+        call_command("import_ground_truth", "--from-feed", "--split", "dev", "--limit", "60", stdout=self.stdout)
+        from classifier.models import ModelVersion
+
+        if not ModelVersion.objects.exists():
+            self.stdout.write("First model (rule labels + the seed labels), then every product gets a prediction:")
+            call_command("train", "--objectives", "exclusive,rule", "--config", str(DEMO / "classifier.toml"),
+                         "--sync", stdout=self.stdout, stderr=self.stderr)
