@@ -124,7 +124,7 @@ def train_run_create(*, architecture: str | None = None, objectives: Sequence[st
 class _Progress:
     run_id: int
     every_s: float = 2.0
-    _last: float = 0.0
+    _last: float = float("-inf")
 
     def __call__(self, stage: str, percent: float, message: str = "", *, force: bool = False) -> None:
         now = time.monotonic()

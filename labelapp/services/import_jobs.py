@@ -70,7 +70,8 @@ def import_job_submit(*, kind: str, uploaded_file: UploadedFile, user: AbstractB
 
 def import_progress_recorder(*, import_run_id: int, every_s: float = 1.0) -> Callable[[int, int], None]:
     """Return a progress(bytes_done, bytes_total) callback that saves progress at most every `every_s`."""
-    last = 0.0
+    # -inf, not 0: time.monotonic() counts from boot, so on a fresh machine it can be below `every_s`.
+    last = float("-inf")
 
     def record(done: int, total: int) -> None:
         nonlocal last
