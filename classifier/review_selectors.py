@@ -17,7 +17,7 @@ from typing import Any
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KT
 
-from classifier.models import ModelVersion, Prediction, TrainRun, TrainStatus
+from classifier.models import ModelVersion, Prediction, TrainRun, TrainStage, TrainStatus
 from labelapp.models import Category, Label, Product, RuleLabel
 
 REPORTS = (("ground_truth", "Ground truth (hand-labelled test products)"),
@@ -71,6 +71,11 @@ def category_choices(*, max_depth: int = 2) -> list[Category]:
     return list(Category.objects.filter(depth__lte=max_depth).only("id", "full_path", "depth").order_by("full_path"))
 
 
+def category_get(*, category_id: int) -> Category | None:
+    """Return one category, or None."""
+    return Category.objects.filter(pk=category_id).first()
+
+
 def category_lookup(*, ids) -> dict[int, Category]:
     """Return {id: category} for the given ids (unknown ids are simply absent)."""
     wanted = {int(i) for i in ids if isinstance(i, int) or (isinstance(i, str) and i.isdigit())}
@@ -117,6 +122,11 @@ def train_run_in_progress_exists() -> bool:
 def train_run_get(*, run_id: int) -> TrainRun:
     """Return one train run with its model version; raises TrainRun.DoesNotExist."""
     return TrainRun.objects.select_related("model_version", "requested_by").get(pk=run_id)
+
+
+def train_run_map(*, ids: list[int]) -> dict[int, TrainRun]:
+    """Return {id: run} for the runs that exist among `ids`."""
+    return {run.id: run for run in train_run_list().filter(id__in=ids)}
 
 
 def train_run_choices(*, limit: int = 300) -> list[TrainRun]:
@@ -306,16 +316,37 @@ def run_history_series(run: TrainRun) -> dict[str, list[float | None]]:
     return {str(name): [number(v) for v in values] for name, values in history.items() if isinstance(values, list)}
 
 
-def run_count_rows(run: TrainRun) -> list[tuple[str, Any]]:
-    """Return the run's data counts flattened to (name, value), labels per strategy as 'labels: strategy'."""
-    counts = run.data_counts if isinstance(run.data_counts, dict) else {}
-    rows = []
-    for key, value in counts.items():
+COUNT_ORDER = ("train", "validation", "exclusive_labels", "labels_by_strategy", "rule_known", "test_rule",
+               "test_ground_truth", "classes", "rule_classes", "products_predicted")
+
+
+def _ordered_items(data: dict, order: tuple[str, ...]) -> list[tuple[str, Any]]:
+    # jsonb keeps keys sorted by length, not as written: put the known keys in pipeline order, the rest after.
+    rank = {key: index for index, key in enumerate(order)}
+    return sorted(data.items(), key=lambda item: (rank.get(item[0], len(rank)), str(item[0])))
+
+
+def _flat_counts(counts: Any) -> dict[str, Any]:
+    flat = {}
+    for key, value in _ordered_items(counts if isinstance(counts, dict) else {}, COUNT_ORDER):
         if isinstance(value, dict):
-            rows.extend((f"{key.replace('_', ' ')}: {sub}", subvalue) for sub, subvalue in sorted(value.items()))
+            flat.update({f"{key.replace('_', ' ')}: {sub}": subvalue for sub, subvalue in sorted(value.items())})
         else:
-            rows.append((key.replace("_", " "), value))
-    return rows
+            flat[key.replace("_", " ")] = value
+    return flat
+
+
+def run_count_rows(run: TrainRun) -> list[tuple[str, Any]]:
+    """Return the run's data counts flattened to (name, value), labels per strategy as 'labels by strategy: s'."""
+    return list(_flat_counts(run.data_counts).items())
+
+
+def run_timings(run: TrainRun) -> list[tuple[str, float]]:
+    """Return (stage, seconds) in pipeline order; stages without a number are left out."""
+    timings = run.timings if isinstance(run.timings, dict) else {}
+    stages = tuple(TrainStage.values)
+    return [(str(stage), seconds) for stage, value in _ordered_items(timings, stages)
+            if (seconds := number(value)) is not None]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -381,6 +412,11 @@ class Comparison:
 
 
 def _metric_rows(a: dict, b: dict) -> list[DiffRow]:
+    """Return every metric either run has (a metric neither run recorded is left out)."""
+    return [row for row in _all_metric_rows(a, b) if row.a is not None or row.b is not None]
+
+
+def _all_metric_rows(a: dict, b: dict) -> list[DiffRow]:
     rows = []
     for key, title in REPORTS:
         group = title.split(" (")[0]
@@ -400,16 +436,6 @@ def _metric_rows(a: dict, b: dict) -> list[DiffRow]:
                                     number(json_at(b, f"{path}.levels.{level}.{metric}")))
                             for metric, label in names)
     return rows
-
-
-def _flat_counts(counts: Any) -> dict[str, Any]:
-    flat = {}
-    for key, value in (counts if isinstance(counts, dict) else {}).items():
-        if isinstance(value, dict):
-            flat.update({f"{key.replace('_', ' ')}: {sub}": subvalue for sub, subvalue in value.items()})
-        else:
-            flat[key.replace("_", " ")] = value
-    return flat
 
 
 def _f1_by_category(run: TrainRun, report: str) -> dict[int, tuple[float, float | None]]:
@@ -489,7 +515,8 @@ class PredictionFilters:
     """What the predictions browser may be narrowed by; every field but the version is optional.
 
     `below`: confidence < below. `rules`: the top-1 category is (agrees) or is not (disagrees) among the product's
-    rule-label categories, for products that have rule labels. `label`: the product's newest human label names
+    rule-label categories, for products that have rule labels. `label`: the product's current human label (the
+    newest not undone) names
     (agrees) or does not name (disagrees; "none fits" counts as disagreeing) the top-1 category. `category_id`:
     the top-1 category lies in that subtree. `q`: text in the product title.
     """
@@ -503,8 +530,13 @@ class PredictionFilters:
     descending: bool = False
 
 
+def _current_labels() -> QuerySet[Label]:
+    # An undone label is history, not a judgement: the current label is the newest one not undone.
+    return Label.objects.filter(product_id=OuterRef("product_id"), undone=False)
+
+
 def _newest_label_category() -> Subquery:
-    newest = Label.objects.filter(product_id=OuterRef("product_id")).order_by("-created_at", "-id")
+    newest = _current_labels().order_by("-created_at", "-id")
     return Subquery(newest.values("category_id")[:1])
 
 
@@ -532,7 +564,7 @@ def prediction_list(*, filters: PredictionFilters) -> QuerySet[Prediction]:
             qs = qs.filter(label_category=F("category_id"))
         else:
             # A NULL newest label ("none fits") disagrees with any prediction; `<>` alone would drop it.
-            labelled = Exists(Label.objects.filter(product_id=OuterRef("product_id")))
+            labelled = Exists(_current_labels())
             qs = qs.filter(labelled, category__isnull=False).filter(
                 Q(label_category__isnull=True) | Q(label_category__lt=F("category_id"))
                 | Q(label_category__gt=F("category_id")))
@@ -603,7 +635,7 @@ def prediction_page(*, filters: PredictionFilters, after: Cursor | None = None, 
             beyond = Q(confidence__lt=after.confidence) if filters.descending else Q(confidence__gt=after.confidence)
             qs = qs.filter(beyond | Q(confidence=after.confidence, id__gt=after.id) | Q(confidence__isnull=True))
     order = F("confidence").desc(nulls_last=True) if filters.descending else F("confidence").asc(nulls_last=True)
-    labelled = Exists(Label.objects.filter(product_id=OuterRef("product_id")))
+    labelled = Exists(_current_labels())
     predictions = list(qs.select_related("product").annotate(label_category_id=_newest_label_category(),
                                                              labelled=labelled)
                        .order_by(order, "id")[: size + 1])
@@ -695,13 +727,14 @@ class SimulationFile:
 
 
 SIMULATION_REQUIRED = ("strategy", "labels", "accuracy")
+SIMULATION_REPEAT_COLUMNS = ("repeat", "seed")  # simulate_active_learning writes one seed per repeat
 SIMULATION_MAX_BYTES = 50 * 1024 * 1024
 
 
 def simulation_curves(*, directory: Path, max_files: int = 12) -> list[SimulationFile]:
     """Return the parsed simulation CSVs in `directory` (newest first); a file that does not parse carries an error.
 
-    Each needs columns strategy, labels, accuracy (repeat optional, extra columns ignored; an `objectives` column,
+    Each needs columns strategy, labels, accuracy (repeat or seed optional, others ignored; an `objectives` column,
     when present, is added to the series name). Rows with a non-numeric value are skipped and counted.
     """
     directory = Path(directory)
@@ -727,6 +760,7 @@ def _simulation_file(path: Path) -> SimulationFile:
                 return result
             sums: dict[tuple[str, float], list[float]] = defaultdict(list)
             repeats = set()
+            repeat_column = next((columns[c] for c in SIMULATION_REPEAT_COLUMNS if c in columns), None)
             for row in reader:
                 strategy = (row.get(columns["strategy"]) or "").strip()
                 labels = _to_float(row.get(columns["labels"]))
@@ -737,8 +771,8 @@ def _simulation_file(path: Path) -> SimulationFile:
                 objectives = (row.get(columns["objectives"]) or "").strip() if "objectives" in columns else ""
                 name = f"{strategy} / {objectives}" if objectives else strategy
                 sums[(name, labels)].append(accuracy)
-                if "repeat" in columns:
-                    repeats.add(row.get(columns["repeat"]))
+                if repeat_column:
+                    repeats.add(row.get(repeat_column))
                 result.rows_used += 1
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         result.error = f"could not be read: {exc}"

@@ -21,7 +21,6 @@ from django_htmx.http import HttpResponseStopPolling
 from classifier import charts
 from classifier import review_selectors as selectors
 from classifier.models import TrainRun
-from labelapp.models import Category
 from labelapp.roles import REVIEWER, user_has_role
 
 RUNS_PER_PAGE = 50
@@ -108,7 +107,7 @@ def run_detail_view(request: HttpRequest, run_id: int) -> HttpResponse:
         "version": selectors.run_model_version(run),
         "loss_chart": _epoch_chart(history, loss_names, "Loss per epoch", "loss") if loss_names else None,
         "other_chart": _epoch_chart(history, other_names, "Other metrics per epoch", "value") if other_names else None,
-        "timings_chart": _timings_chart(run.timings),
+        "timings_chart": _timings_chart(selectors.run_timings(run)),
     })
     return render(request, "classifier/run_detail.html", context)
 
@@ -119,13 +118,12 @@ def _epoch_chart(history: dict, names: list[str], title: str, y_label: str) -> c
     return charts.line_chart(series, title=title, x_label="epoch", y_label=y_label, x_integer=True)
 
 
-def _timings_chart(timings) -> charts.Svg | None:
-    if not isinstance(timings, dict) or not timings:
+def _timings_chart(timings: list[tuple[str, float]]) -> charts.Svg | None:
+    if not timings:
         return None
-    bars = [charts.Bar(label=str(stage), value=selectors.number(seconds) or 0.0,
-                       note=selectors.duration_text(selectors.number(seconds)))
-            for stage, seconds in timings.items()]
-    return charts.bar_chart(bars, title="Seconds per stage", value_format="{:,.1f} s", label_width=160)
+    bars = [charts.Bar(label=stage, value=seconds, note=selectors.duration_text(seconds) if seconds >= 60 else "")
+            for stage, seconds in timings]
+    return charts.bar_chart(bars, title="Seconds per stage", value_format="{:,.1f} s", width=520, label_width=90)
 
 
 def _confused_chart(pairs: list, title: str) -> charts.Svg:
@@ -139,24 +137,24 @@ def _confused_chart(pairs: list, title: str) -> charts.Svg:
 @reviewer_required
 def compare_view(request: HttpRequest) -> HttpResponse:
     a_id, b_id = _int(request.GET.get("a")), _int(request.GET.get("b"))
-    error, comparison = "", None
+    error, notice, comparison = "", "", None
     if a_id is None and b_id is None:
         latest = selectors.train_run_latest_succeeded_ids(count=2)
         if len(latest) == 2:
             b_id, a_id = latest
     if a_id is not None and b_id is not None:
-        runs = {run.id: run for run in selectors.train_run_list().filter(id__in=[a_id, b_id])}
-        missing = [str(i) for i in (a_id, b_id) if i not in runs]
+        runs = selectors.train_run_map(ids=[a_id, b_id])
+        missing = [str(i) for i in dict.fromkeys((a_id, b_id)) if i not in runs]
         if missing:
             error = f"No train run {' or '.join(missing)}."
         else:
             comparison = selectors.run_comparison(a=runs[a_id], b=runs[b_id])
     elif a_id is not None or b_id is not None:
-        error = "Pick two runs to compare."
-    context = {"comparison": comparison, "error": error, "a_id": a_id, "b_id": b_id,
+        notice = f"Pick the other run to compare with run #{a_id if a_id is not None else b_id}."
+    context = {"comparison": comparison, "error": error, "notice": notice, "a_id": a_id, "b_id": b_id,
                "choices": selectors.train_run_choices()}
     template = "classifier/_comparison.html" if request.htmx else "classifier/compare.html"
-    return render(request, template, context, status=404 if error.startswith("No train run") else 200)
+    return render(request, template, context, status=404 if error else 200)
 
 
 @require_GET
@@ -195,7 +193,7 @@ def prediction_list_view(request: HttpRequest) -> HttpResponse:
     without_category.pop("category", None)
     context.update({
         "filters": filters, "page": page, "count": count, "capped": capped, "after": after,
-        "selected_category": Category.objects.filter(pk=category_id).first() if category_id else None,
+        "selected_category": selectors.category_get(category_id=category_id) if category_id else None,
         "category_choices": selectors.category_choices(max_depth=2),
         "query": query.urlencode(), "next_query": next_query.urlencode(),
         "query_without_category": without_category.urlencode(),

@@ -202,6 +202,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "reap-stale-embedding-jobs": {"task": "similarity.tasks.embedding_jobs_reap_task", "schedule": 5 * 60},
     "reap-stale-train-runs": {"task": "classifier.tasks.train_runs_reap_task", "schedule": 5 * 60},
     "prune-model-versions": {"task": "classifier.tasks.model_versions_prune_task", "schedule": 24 * 3600},
+    "expire-labelling-leases": {"task": "labelapp.tasks.queue_leases_expire_task", "schedule": 60},
+    "reap-labelling-rounds": {"task": "labelapp.tasks.labelling_rounds_reap_task", "schedule": 5 * 60},
 }
 
 # Classifier training (classifier/services/training.py). The feature config says which product fields the

@@ -3,7 +3,8 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from .models import Category, ImportRowIssue, ImportRun, Label, LegacyRule, Product, RuleLabel
+from .models import (Category, ImportRowIssue, ImportRun, Label, LabellingRound, LegacyRule, Product, QueueItem,
+                     RuleLabel)
 
 
 @admin.register(Category)
@@ -49,9 +50,9 @@ class ProductAdmin(admin.ModelAdmin):
 class LabelAdmin(admin.ModelAdmin):
     """Labels are append-only: they are added through the labelling UI or API, never edited here."""
 
-    list_display = ["product", "category", "labeller", "strategy", "created_at"]
-    list_filter = ["strategy"]
-    raw_id_fields = ["product", "category", "labeller"]
+    list_display = ["product", "category", "labeller", "strategy", "round", "undone", "created_at"]
+    list_filter = ["strategy", "undone"]
+    raw_id_fields = ["product", "category", "labeller", "round", "model_version"]
     search_fields = ["product__external_id"]
 
     def has_change_permission(self, request, obj=None) -> bool:
@@ -92,3 +93,32 @@ class ImportRowIssueAdmin(admin.ModelAdmin):
     list_filter = ["outcome", "import_run"]
     search_fields = ["reason", "raw"]
     readonly_fields = ["import_run", "line", "outcome", "reason", "raw"]
+
+
+@admin.register(LabellingRound)
+class LabellingRoundAdmin(admin.ModelAdmin):
+    """Rounds change state through the labelling and review pages (close, retrain): read-only here."""
+
+    list_display = ["number", "status", "strategy_mix", "random_share", "batch_size", "objectives", "model_version",
+                    "train_run", "created_at", "closed_at"]
+    list_filter = ["status"]
+    readonly_fields = [f.name for f in LabellingRound._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(QueueItem)
+class QueueItemAdmin(admin.ModelAdmin):
+    """Queue items are leased and labelled through the labelling page: read-only here."""
+
+    list_display = ["round", "position", "product", "strategy", "score", "status", "leased_to", "lease_expires_at",
+                    "flagged"]
+    list_filter = ["status", "strategy", "flagged", "round"]
+    search_fields = ["product__external_id", "product__title"]
+    readonly_fields = [f.name for f in QueueItem._meta.fields]
+    list_select_related = ["round", "product", "leased_to"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -135,7 +135,7 @@ class LabelStrategy(models.TextChoices):
 
 
 class Label(models.Model):
-    """A human, exclusive label. Append-only: a correction is a new row and the newest row is current."""
+    """A human, exclusive label. Append-only: a correction is a new row and the newest row not undone is current."""
 
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="labels")
     category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.PROTECT, related_name="labels",
@@ -151,6 +151,8 @@ class Label(models.Model):
                                       related_name="+", help_text="The model whose scores chose the product.")
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True,
                                                 help_text="How long the labeller looked at the product.")
+    undone = models.BooleanField(default=False,
+                                 help_text="The labeller took it back (undo): history keeps it, nothing reads it as current.")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -405,7 +407,12 @@ class QueueItem(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["round", "product"], name="queueitem_round_product_uniq"),
         ]
-        indexes = [models.Index(fields=["round", "status", "position"], name="queueitem_next_idx")]
+        indexes = [
+            models.Index(fields=["round", "status", "position"], name="queueitem_next_idx"),
+            # Claiming walks the claimable items in queue order and stops at the first it can lock.
+            models.Index(fields=["round", "position"], name="queueitem_claim_idx",
+                         condition=models.Q(status__in=["pending", "leased"])),
+        ]
 
     def __str__(self) -> str:
         return f"round {self.round_id} #{self.position} product {self.product_id} ({self.status})"

@@ -1,12 +1,15 @@
-"""Reads of the catalogue, the taxonomy, labels and imports."""
+"""Reads of the catalogue, the taxonomy, labels, imports, labelling rounds and their queue."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.utils import timezone
 
-from labelapp.models import Category, ImportRun, Label, LegacyRule, Product, RuleLabel
+from labelapp.models import (Category, ImportRun, Label, LabellingRound, LegacyRule, Product, QueueItem,
+                             QueueItemStatus, RoundStatus, RuleLabel)
 
 
 @dataclass(frozen=True)
@@ -60,13 +63,13 @@ def product_detail(*, product_id: int) -> Product:
 
 
 def label_current(*, product: Product) -> Label | None:
-    """Return the product's current human label: the newest row (labels are append-only)."""
-    return product.labels.order_by("-created_at", "-id").first()
+    """Return the product's current human label: the newest row not undone (labels are append-only)."""
+    return product.labels.filter(undone=False).order_by("-created_at", "-id").first()
 
 
 def label_list(*, product_id: int | None = None, labeller_id: int | None = None, strategy: str = "",
                current_only: bool = False) -> QuerySet[Label]:
-    """Return labels, newest first; `current_only` keeps each product's newest label."""
+    """Return labels, newest first; `current_only` keeps each product's newest label that is not undone."""
     qs = Label.objects.select_related("product", "category", "labeller")
     if product_id is not None:
         qs = qs.filter(product_id=product_id)
@@ -75,7 +78,8 @@ def label_list(*, product_id: int | None = None, labeller_id: int | None = None,
     if strategy:
         qs = qs.filter(strategy=strategy)
     if current_only:
-        newer = Label.objects.filter(product_id=OuterRef("product_id")).filter(
+        qs = qs.filter(undone=False)
+        newer = Label.objects.filter(product_id=OuterRef("product_id"), undone=False).filter(
             Q(created_at__gt=OuterRef("created_at")) | Q(created_at=OuterRef("created_at"), id__gt=OuterRef("id"))
         )
         qs = qs.filter(~Exists(newer))
@@ -164,3 +168,152 @@ def catalogue_counts() -> dict[str, int]:
         "rules": LegacyRule.objects.filter(active=True).count(),
         "rule_labels": RuleLabel.objects.count(),
     }
+
+
+# --- labelling rounds and the queue ----------------------------------------------------------------------------
+
+
+def labelling_round_open() -> LabellingRound | None:
+    """Return the open labelling round, if any (at most one is open)."""
+    return LabellingRound.objects.filter(status=RoundStatus.OPEN).first()
+
+
+def labelling_round_list() -> QuerySet[LabellingRound]:
+    """Return labelling rounds, newest first, with their train run and model version."""
+    return LabellingRound.objects.select_related("train_run", "model_version", "created_by").order_by("-number")
+
+
+@dataclass(frozen=True)
+class StrategyProgress:
+    strategy: str
+    total: int
+    done: int
+    flagged: int
+
+
+@dataclass(frozen=True)
+class RoundProgress:
+    """Where a round stands: items by status, labels per strategy, and its retraining run (when closing)."""
+
+    round: LabellingRound
+    total: int
+    pending: int
+    leased: int
+    done: int
+    flagged: int
+    strategies: tuple[StrategyProgress, ...]
+
+    @property
+    def percent_done(self) -> int:
+        return int(100 * self.done / self.total) if self.total else 0
+
+    @property
+    def train_run(self):
+        return self.round.train_run
+
+
+def labelling_round_progress(*, round: LabellingRound) -> RoundProgress:
+    """Return the round's progress in one query (items whose lease expired count as pending)."""
+    now = timezone.now()
+    rows = (QueueItem.objects.filter(round=round).values("strategy")
+            .annotate(total=Count("id"), done=Count("id", filter=Q(status=QueueItemStatus.DONE)),
+                      leased=Count("id", filter=Q(status=QueueItemStatus.LEASED, lease_expires_at__gt=now)),
+                      flagged=Count("id", filter=Q(flagged=True)))
+            .order_by("strategy"))
+    strategies = tuple(StrategyProgress(strategy=row["strategy"], total=row["total"], done=row["done"],
+                                        flagged=row["flagged"]) for row in rows)
+    total = sum(row["total"] for row in rows)
+    done = sum(row["done"] for row in rows)
+    leased = sum(row["leased"] for row in rows)
+    return RoundProgress(round=round, total=total, done=done, leased=leased, pending=total - done - leased,
+                         flagged=sum(row["flagged"] for row in rows), strategies=strategies)
+
+
+def labelling_round_counts(*, round: LabellingRound, user) -> dict[str, int]:
+    """Return the labeller's header counts in one query: items, items done, and this user's labels in the round.
+
+    The item total comes from the fill's record when it has one.
+    """
+    items, labels = QueueItem._meta.db_table, Label._meta.db_table
+    total = (round.options or {}).get("fill", {}).get("items")
+    total_sql = "%s" if total is not None else f"(SELECT count(*) FROM {items} WHERE round_id = %s)"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT (SELECT count(*) FROM {items} WHERE round_id = %s AND status = %s),
+                       (SELECT count(*) FROM {labels} WHERE round_id = %s AND labeller_id = %s AND NOT undone),
+                       {total_sql}""",
+            [round.pk, QueueItemStatus.DONE, round.pk, user.pk, total if total is not None else round.pk])
+        done, mine, total = cursor.fetchone()
+    return {"total": int(total), "done": done, "mine": mine}
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    key: int
+    category_id: int
+    path: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class QueueCard:
+    """What a labeller sees of one queue item: the product, its rule labels and the model's suggestions."""
+
+    item: QueueItem
+    product: Product
+    rule_paths: tuple[str, ...]
+    suggestions: tuple[Suggestion, ...]
+    token: str
+
+
+SUGGESTIONS = 5
+
+
+def queue_item_token(item: QueueItem) -> str:
+    """Return the idempotency token a card is submitted with: the item id and the label it was shown after."""
+    return f"{item.pk}.{item.label_id or 0}"
+
+
+def queue_cards(*, items: list[QueueItem], model_version_id: int | None) -> list[QueueCard]:
+    """Return the cards of queue items (with product loaded): rule-label paths and suggestions in one query.
+
+    Suggestions are the top-5 exclusive classes of `model_version_id`'s prediction for the product (none
+    without a model: a cold start shows the type-ahead only). One round trip, because the labelling page
+    pays for every one of them on each product.
+    """
+    from classifier.models import Prediction
+
+    product_ids = [item.product_id for item in items]
+    rule_paths: dict[int, list[str]] = {}
+    suggestions: dict[int, list[Suggestion]] = {}
+    if product_ids:
+        category, rule_label = Category._meta.db_table, RuleLabel._meta.db_table
+        # top_k is [[category id, probability], …] best first: unnest its first five and join their paths.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""SELECT DISTINCT 'rule', r.product_id, c.id, c.full_path, NULL::float8, 0::bigint
+                    FROM {rule_label} AS r JOIN {category} AS c ON c.id = r.category_id
+                    WHERE r.product_id = ANY(%s)
+                    UNION ALL
+                    SELECT 'model', p.product_id, c.id, c.full_path, (t.entry ->> 1)::float8, t.rank
+                    FROM {Prediction._meta.db_table} AS p
+                    CROSS JOIN LATERAL jsonb_array_elements(p.top_k) WITH ORDINALITY AS t(entry, rank)
+                    JOIN {category} AS c ON c.id = (t.entry ->> 0)::bigint AND c.is_exclusive
+                    WHERE p.model_version_id = %s AND p.product_id = ANY(%s) AND t.rank <= %s
+                    ORDER BY 1, 2, 6, 4""",
+                [product_ids, model_version_id, product_ids, SUGGESTIONS])
+            for kind, product_id, category_id, path, probability, _ in cursor.fetchall():
+                if kind == "rule":
+                    rule_paths.setdefault(product_id, []).append(path)
+                else:
+                    found = suggestions.setdefault(product_id, [])
+                    found.append(Suggestion(key=len(found) + 1, category_id=category_id, path=path,
+                                            probability=probability or 0.0))
+    return [QueueCard(item=item, product=item.product, rule_paths=tuple(rule_paths.get(item.product_id, ())),
+                      suggestions=tuple(suggestions.get(item.product_id, ())), token=queue_item_token(item))
+            for item in items]
+
+
+def category_exclusive_paths() -> list[tuple[int, str]]:
+    """Return (id, full path) of every exclusive category in path order: the labelling type-ahead's list."""
+    return list(Category.objects.filter(is_exclusive=True).order_by("full_path").values_list("id", "full_path"))

@@ -45,3 +45,44 @@ def import_runs_reap_task() -> int:
     from labelapp.services.import_jobs import import_runs_reap
 
     return import_runs_reap()
+
+
+# The ml queue (settings.CELERY_TASK_ROUTES): with a model, filling scores the pool with TensorFlow.
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def labelling_round_fill_task(round_id: int) -> int:
+    """Fill an open round's queue from the pool; a round that already has items is left alone."""
+    from labelapp.services.rounds import labelling_round_fill
+
+    return labelling_round_fill(round_id=round_id)
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def labelling_round_close_task(round_id: int, reason: str = "") -> str:
+    """Close an open round and send its retraining chain; return the round's status."""
+    from labelapp.services.rounds import labelling_round_close
+
+    return labelling_round_close(round_id=round_id, reason=reason).status
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def labelling_round_after_training_task(round_id: int) -> str:
+    """Finish a closing round from its train run and open the next one; return the round's status."""
+    from labelapp.services.rounds import labelling_round_after_training
+
+    return labelling_round_after_training(round_id=round_id).status
+
+
+@shared_task
+def labelling_rounds_reap_task() -> int:
+    """Finish closing rounds whose retraining finished without the chain's last step."""
+    from labelapp.services.rounds import labelling_rounds_reap
+
+    return labelling_rounds_reap()
+
+
+@shared_task
+def queue_leases_expire_task() -> int:
+    """Return queue items whose lease expired to the queue."""
+    from labelapp.services.queue import queue_leases_expire
+
+    return queue_leases_expire()

@@ -41,3 +41,65 @@ class LabelFactory(factory.django.DjangoModelFactory):
         model = Label
 
     product = factory.SubFactory(ProductFactory)
+
+
+# --- labelling rounds, queue items, and the classifier rows the labelling UI reads -------------------------------
+
+
+class LabellingRoundFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "labelapp.LabellingRound"
+
+    number = factory.Sequence(lambda n: n + 1)
+    strategy_mix = factory.LazyFunction(lambda: {"random": 1.0})
+    batch_size = 10
+    objectives = factory.LazyFunction(lambda: ["exclusive"])
+    architecture = "logreg"
+
+
+class QueueItemFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "labelapp.QueueItem"
+
+    round = factory.SubFactory(LabellingRoundFactory)
+    product = factory.SubFactory(ProductFactory)
+    strategy = "random"
+    position = factory.Sequence(lambda n: n)
+
+
+def labelling_round_with_items(n: int, *, round_kwargs: dict | None = None, **product_kwargs):
+    """Return an open round and its n queue items (one new dev product each), in queue order."""
+    round = LabellingRoundFactory(**{"batch_size": max(n, 1), **(round_kwargs or {})})
+    items = [QueueItemFactory(round=round, position=position, product=ProductFactory(split="dev", **product_kwargs))
+             for position in range(n)]
+    return round, items
+
+
+class TrainRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "classifier.TrainRun"
+
+    status = "succeeded"
+    stage = "done"
+    architecture = "logreg"
+    objectives = factory.LazyFunction(lambda: ["exclusive"])
+    feature_config = ""
+
+
+class ModelVersionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "classifier.ModelVersion"
+
+    name = factory.Sequence(lambda n: f"clf-test-{n}")
+    train_run = factory.SubFactory(TrainRunFactory)
+    architecture = "logreg"
+    objectives = factory.LazyFunction(lambda: ["exclusive"])
+    artefact_path = ""
+
+
+class PredictionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "classifier.Prediction"
+
+    model_version = factory.SubFactory(ModelVersionFactory)
+    product = factory.SubFactory(ProductFactory)

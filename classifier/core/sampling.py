@@ -16,7 +16,6 @@ import numpy as np
 from classifier.core.metrics import Ancestors, level_labels
 
 EPSILON = 1e-12
-INPUTS = ("proba", "members", "embeddings", "ancestors")
 RandomState = int | np.random.Generator | None
 
 
@@ -65,7 +64,7 @@ def qbc_kl_scores(members: np.ndarray) -> np.ndarray:
 
 
 def density_weighted_scores(informativeness: np.ndarray, embeddings: np.ndarray, *, beta: float = 1.0) -> np.ndarray:
-    """Return informativeness [n] (≥ 0) × density^β, density = (1 + mean cosine similarity to the pool) / 2, float64 [n].
+    """Return informativeness [n] (≥ 0) × density^β, float64 [n]; density = (1 + mean cosine similarity) / 2.
 
     Rows of embeddings [n, d] are L2-normalised, so mean_j cos(x_i, x_j) = x_i · mean_j(x_j): O(n·d), no
     n×n matrix. The mean includes the product itself (as the naive n×n mean would). (1 + s) / 2 maps the

@@ -10,6 +10,7 @@ several strategies over repeats. NumPy only; matplotlib is imported by `curves_p
 from __future__ import annotations
 
 import csv
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -33,17 +34,17 @@ def simulate(*, X: ProductFrame, y: np.ndarray, classes: Sequence[str], X_test: 
     """Run the loop on pool X with oracle classes y int [n]; return one record per fit, seed set first.
 
     Each record: strategy, seed, round, labels (how many are labelled), accuracy and macro_f1 on
-    (X_test, y_test int [m]), seconds (fit + evaluation + selection) and picked, the indices int64 [batch]
-    of X labelled next (empty after the last fit). `rounds` batches of `batch_size` are
-    labelled after the random seed set, so there are rounds + 1 records. `strategy` is a registered name or
-    a mix such as {"random": 0.2, "margin": 0.8} (see `sampling.mixed_batch_select`).
+    (X_test, y_test int [m]), seconds (fit + evaluation + selection) and picked, the indices int64 [batch] of
+    X labelled next (empty after the last fit). `rounds` batches of `batch_size` are labelled after the
+    random seed set, so there are rounds + 1 records. `strategy` is a registered name or a mix such as
+    {"random": 0.2, "margin": 0.8} (see `sampling.mixed_batch_select`).
 
     `make_classifier(n_labelled)` returns an unfitted classifier for a labelled set of that size (so the
-    number of epochs can follow it). Without `rule_targets` each fit sees only the labelled products. With them (rule targets [n, R] known for
-    the whole pool) the fit sees every pool product, exclusive target −1 where unlabelled, as in production
-    where the rule head trains on everything. QBC strategies train `committee_size` extra classifiers on
-    bootstrap resamples of the labelled set. Density and `diversity` use `embeddings` [n, d], or, when None,
-    the round's classifier's `embed(X)`.
+    number of epochs can follow it). Without `rule_targets` each fit sees only the labelled products. With
+    them (rule targets [n, R] known for the whole pool) the fit sees every pool product, exclusive target −1
+    where unlabelled, as in production where the rule head trains on everything. QBC strategies train
+    `committee_size` extra classifiers on bootstrap resamples of the labelled set. Density and `diversity`
+    use `embeddings` [n, d], or, when None, the round's classifier's `embed(X)`.
     """
     y = np.asarray(y, dtype=np.int64)
     classes = tuple(str(c) for c in classes)
@@ -52,7 +53,9 @@ def simulate(*, X: ProductFrame, y: np.ndarray, classes: Sequence[str], X_test: 
     unknown = set(counts) - set(STRATEGIES)
     if unknown:
         raise ValueError(f"unknown sampling strategies {sorted(unknown)}; choose among {sorted(STRATEGIES)}")
-    needs = {need for name_, count in counts.items() if count for need in STRATEGIES[name_].needs}
+    # Random scores read only the pool's size: a pool of random picks is never predicted.
+    needs = {need for part, count in counts.items() if count and not STRATEGIES[part].random
+             for need in STRATEGIES[part].needs}
     if "ancestors" in needs and ancestors is None:
         raise ValueError("a tree strategy needs ancestors")
     if not 0 < seed_size <= len(X) or len(y) != len(X):
@@ -71,22 +74,21 @@ def simulate(*, X: ProductFrame, y: np.ndarray, classes: Sequence[str], X_test: 
         pool, picked = np.flatnonzero(~labelled), np.zeros(0, np.int64)
         if round_ < rounds and len(pool):
             X_pool = X.take(pool)
-            inputs: dict[str, Any] = {"ancestors": ancestors}
+            inputs: dict[str, Any] = {"ancestors": ancestors, "proba": np.zeros((len(pool), 0), np.float32)}
             if "proba" in needs:
                 inputs["proba"] = classifier.predict_proba(X_pool)["exclusive"]
             if "members" in needs:
-                inputs["members"] = np.stack([
-                    _fit(_member(make_classifier(n_labelled), seed=int(rng.integers(2**31))), X, y, classes, labelled,
-                         rule_targets, bootstrap=rng).predict_proba(X_pool)["exclusive"]
-                    for _ in range(committee_size)])
+                members = [_member(make_classifier(n_labelled), seed=int(rng.integers(2**31)))
+                           for _ in range(committee_size)]
+                inputs["members"] = np.stack([_fit(member, X, y, classes, labelled, rule_targets, bootstrap=rng)
+                                              .predict_proba(X_pool)["exclusive"] for member in members])
             if "embeddings" in needs or diversity > 0:
                 inputs["embeddings"] = classifier.embed(X_pool) if embeddings is None else embeddings[pool]
             chosen, _ = mixed_batch_select(mix=counts, **inputs, diversity=diversity, random_state=rng,
                                            options=strategy_options)
             picked = pool[chosen]
             labelled[picked] = True
-        record = {"strategy": label, "seed": random_state, "round": round_,
-                  "labels": n_labelled,
+        record = {"strategy": label, "seed": random_state, "round": round_, "labels": n_labelled,
                   "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
                   "seconds": time.perf_counter() - start, "picked": picked}
         records.append(record)
@@ -173,16 +175,13 @@ def _fit(classifier, X: ProductFrame, y: np.ndarray, classes: tuple[str, ...], l
     if rule_targets is None:
         return classifier.fit(X.take(known), Targets(exclusive=y[known], classes=classes))
     if bootstrap is None:
-        exclusive = np.where(labelled, y, -1)
-        return classifier.fit(X, Targets(exclusive=exclusive, classes=classes, rule=rule_targets.rule,
-                                         rule_known=rule_targets.rule_known, rule_classes=rule_targets.rule_classes))
+        return classifier.fit(X, dataclasses.replace(rule_targets, exclusive=np.where(labelled, y, -1),
+                                                     classes=classes))
     # A bootstrap member repeats some labelled products: the pool's unlabelled rows follow them unlabelled.
     rows = np.concatenate([known, np.flatnonzero(~labelled)])
     exclusive = np.concatenate([y[known], np.full(len(rows) - len(known), -1)])
-    member_targets = rule_targets.take(rows)
-    return classifier.fit(X.take(rows), Targets(exclusive=exclusive, classes=classes, rule=member_targets.rule,
-                                                rule_known=member_targets.rule_known,
-                                                rule_classes=member_targets.rule_classes))
+    return classifier.fit(X.take(rows), dataclasses.replace(rule_targets.take(rows), exclusive=exclusive,
+                                                            classes=classes))
 
 
 def _member(classifier, *, seed: int):

@@ -81,14 +81,14 @@ def train_run_create(*, architecture: str | None = None, objectives: Sequence[st
     `params` may hold epochs, batch_size, learning_rate, patience, loss_weights, random_state and free-form
     context (round, setting). `feature_config` is TOML text; default: the CLASSIFIER_FEATURE_CONFIG file.
     """
-    from classifier.core.architectures import ARCHITECTURES
     from classifier.core.config import config_loads
+    from classifier.core_names import ARCHITECTURE_NAMES
 
     defaults = classifier_settings()
     architecture = architecture or defaults["architecture"]
     errors = {}
-    if architecture not in ARCHITECTURES:
-        errors["architecture"] = f"unknown architecture {architecture!r}; choose one of {sorted(ARCHITECTURES)}"
+    if architecture not in ARCHITECTURE_NAMES:
+        errors["architecture"] = f"unknown architecture {architecture!r}; choose one of {sorted(ARCHITECTURE_NAMES)}"
     objectives = list(dict.fromkeys(objectives))
     if not objectives or set(objectives) - set(OBJECTIVES):
         errors["objectives"] = f"objectives must be a non-empty subset of {list(OBJECTIVES)}, got {objectives}"

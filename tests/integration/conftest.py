@@ -46,6 +46,7 @@ def celery_worker_process(transactional_db, tmp_path):
     )
     saved_queue, saved_routes = app.conf.task_default_queue, app.conf.task_routes
     app.conf.task_default_queue, app.conf.task_routes = queue, {}
+    _router_reset(app)
     try:
         deadline = time.monotonic() + 90
         while not app.control.ping(destination=[hostname], timeout=1.0):
@@ -55,9 +56,17 @@ def celery_worker_process(transactional_db, tmp_path):
         yield {"queue": queue, "hostname": hostname, "log": tmp_path / "worker.log", "process": proc}
     finally:
         app.conf.task_default_queue, app.conf.task_routes = saved_queue, saved_routes
+        _router_reset(app)
         proc.terminate()
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def _router_reset(app) -> None:
+    """Drop Celery's cached router: it is built once from the routes seen first, so without this the services'
+    own `.delay()` calls would keep the ml / default routes of an earlier test instead of the private queue."""
+    app.amqp.__dict__.pop("router", None)
+    app.amqp.flush_routes()

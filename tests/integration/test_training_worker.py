@@ -46,5 +46,5 @@ def test_an_api_request_trains_on_the_worker_and_a_duplicate_delivery_is_harmles
     version = ModelVersion.objects.get(is_active=True)
     assert version.train_run_id == run_id
     assert Prediction.objects.filter(model_version=version).count() == len(catalogue[1])
-    assert run.metrics["ground_truth"]["exclusive"]["accuracy"] >= 0.9
+    assert run.metrics["ground_truth"]["exclusive"]["accuracy"] >= 0.85
     assert api_client.get(f"/api/v1/train-runs/{run_id}/").json()["status"] == "succeeded"

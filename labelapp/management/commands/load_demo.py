@@ -36,3 +36,13 @@ class Command(BaseCommand):
             self.stdout.write("First model (rule labels + the seed labels), then every product gets a prediction:")
             call_command("train", "--objectives", "exclusive,rule", "--config", str(DEMO / "classifier.toml"),
                          "--sync", stdout=self.stdout, stderr=self.stderr)
+        from labelapp.models import LabellingRound
+        from labelapp.services.rounds import labelling_round_create, labelling_round_fill
+
+        if not LabellingRound.objects.exists():
+            # The first round: 80 % chosen by margin, 20 % at random (the unbiased slice), 20 products.
+            round = labelling_round_create(strategy_mix={"margin": 0.8}, random_share=0.2, batch_size=20,
+                                           objectives=["exclusive", "rule"])
+            filled = labelling_round_fill(round_id=round.id)
+            self.stdout.write(f"Labelling round {round.number} opened with {filled} products (margin 80 % + "
+                              f"random 20 %): label them at /label/ as 'labeller'.")
