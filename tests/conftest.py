@@ -4,8 +4,25 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("DJANGO_DEBUG", "1")
+# Tasks that unit tests send on commit go to queues no worker consumes (and that are deleted at the end), never
+# to the real "default" / "ml" queues: a demo worker on the same broker would run them against its own database.
+UNCONSUMED_QUEUE = f"test-unconsumed-{os.getpid()}"
+os.environ["CELERY_DEFAULT_QUEUE"] = os.environ["CELERY_ML_QUEUE"] = UNCONSUMED_QUEUE
 
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _unconsumed_queue_deleted():
+    """Delete the test session's unconsumed queue from the broker afterwards."""
+    yield
+    try:
+        from config.celery import app
+
+        with app.connection_for_write() as connection:
+            connection.default_channel.queue_delete(UNCONSUMED_QUEUE)
+    except Exception:  # noqa: BLE001 — a broker that is down has nothing to clean
+        pass
 
 
 @pytest.fixture(autouse=True)

@@ -63,6 +63,11 @@ def celery_worker_process(transactional_db, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+        try:
+            with app.connection_for_write() as connection:
+                connection.default_channel.queue_delete(queue)
+        except Exception:  # noqa: BLE001 — nothing to clean on a broker that is gone
+            pass
 
 
 def _router_reset(app) -> None:
