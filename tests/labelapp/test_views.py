@@ -88,3 +88,25 @@ def test_import_report_lists_row_issues_for_reviewers(client, make_user):
     page = client.get(f"/imports/{run.id}/", {"outcome": "rejected"})
 
     assert page.status_code == 200 and b"missing title" in page.content and b"feed.csv" in page.content
+
+
+def test_product_detail_page_shows_the_active_model_prediction(client, make_user):
+    from tests.factories import ModelVersionFactory, PredictionFactory
+
+    shirts = category("Apparel > Topwear > Shirts", exclusive=True)
+    tees = category("Apparel > Topwear > Tshirts", exclusive=True)
+    product = ProductFactory(title="Linen Shirt")
+    client.force_login(make_user("lab", LABELLER))
+    assert b"No trained model has predicted this product yet" in client.get(f"/products/{product.id}/").content
+
+    old = ModelVersionFactory(name="clf-old")
+    PredictionFactory(model_version=old, product=product, category=tees, top_k=[[tees.id, 0.9]])
+    active = ModelVersionFactory(name="clf-active", is_active=True)
+    PredictionFactory(model_version=active, product=product, category=shirts, confidence=0.82, margin=0.7,
+                      entropy=0.4, top_k=[[shirts.id, 0.82], [tees.id, 0.12]])
+
+    page = client.get(f"/products/{product.id}/").content.decode()
+
+    assert "clf-active" in page and "clf-old" not in page
+    assert page.index("Apparel &gt; Topwear &gt; Shirts") < page.index("Apparel &gt; Topwear &gt; Tshirts")
+    assert "82 %" in page and "12 %" in page
