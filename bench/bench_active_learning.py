@@ -60,7 +60,7 @@ EXPERIMENTS = {
     "peer_margin": dict(strategy="margin", peer=True),
 }
 DEFAULT_STRATEGIES = ("random", "entropy", "margin", "least_confidence", "qbc_kl", "density", "margin_diverse",
-                      "margin_random10", "peer_random", "peer_margin")
+                      "margin_diverse_strong", "margin_random10", "peer_random", "peer_margin")
 
 
 def simulation_config() -> FeatureConfig:
