@@ -52,6 +52,7 @@ def myntra_embeddings(request):
     return ids, categories, titles, vectors
 
 
+@needs_myntra
 def test_halfvec_keeps_the_exact_neighbours_of_float32(myntra_embeddings):
     _, _, _, vectors = myntra_embeddings
     halves = vectors.astype(np.float16).astype(np.float32)
