@@ -41,8 +41,15 @@ class TfIdfWeighting(keras.layers.Layer):
         self.idf = self.add_weight(shape=(vocabulary_size,), initializer="ones", trainable=False, name="idf")
 
     def adapt_counts(self, document_frequency: np.ndarray, n_documents: int) -> None:
-        """Set idf = ln((1 + n) / (1 + df)) + 1 from document frequencies int [vocabulary]."""
-        self.idf.assign(np.log((1.0 + n_documents) / (1.0 + document_frequency)).astype(np.float32) + 1.0)
+        """Set idf = ln((1 + n) / (1 + df)) + 1 from document frequencies int [vocabulary]; index 0 gets 0.
+
+        Index 0 is TextVectorization's out-of-vocabulary bucket. Left in, every unseen n-gram of a product would
+        pile into it with the highest IDF (with a vocabulary from 100 titles it held ~80 % of a new product's
+        norm, and cost 14 accuracy points at 100 labels); unseen terms are ignored instead, as scikit-learn does.
+        """
+        idf = np.log((1.0 + n_documents) / (1.0 + document_frequency)).astype(np.float32) + 1.0
+        idf[0] = 0.0
+        self.idf.assign(idf)
 
     def call(self, counts):
         values = tf.cast(counts.values, self.compute_dtype) * tf.gather(self.idf, counts.indices[:, 1])

@@ -36,3 +36,16 @@ def test_preprocessor_builds_sparse_l2_normalised_tfidf_rows_and_survives_empty_
     assert fitted.field("description").vocabulary_size == 2  # [UNK] and a placeholder: no description at all
     assert tf.sparse.to_dense(features["description"]).numpy().sum() == 0
     np.testing.assert_array_equal(features["brand"].numpy(), [0, 0, 0])  # missing → the mask index
+
+
+def test_tfidf_ignores_words_outside_the_vocabulary():
+    config = FeatureConfig(fields=(FieldSpec(name="title", kind="text", representation="tfidf"),))
+    preprocessor, fitted = build_preprocessor(config, ProductFrame(title=["red shirt", "blue jeans"]))
+
+    features = preprocessor({"title": tf.constant(["red", "red zzz qqq www", "zzz qqq"])})
+    rows = tf.sparse.to_dense(features["title"]).numpy()
+
+    # An unseen word neither takes weight from the known ones nor makes a row of its own.
+    np.testing.assert_allclose(rows[0], rows[1], atol=1e-6)
+    assert rows[0].max() == 1.0 and rows[:, 0].sum() == 0
+    assert rows[2].sum() == 0
