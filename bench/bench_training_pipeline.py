@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import hashlib
 import io
 import os
 import sys
@@ -152,25 +151,11 @@ def styles_csv(directory: Path, limit: int) -> Path:
 
 
 def image_vectors(paths: list[Path]):
-    """Return float32 [n, 1280] photo embeddings, cached under bench_precision.py's key (model version + names)."""
-    import numpy as np
+    """Return float32 [n, 1280] photo embeddings: bench_precision.py's, cached under bench/out/ by the same key."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench_precision
 
-    from similarity.selectors import similarity_settings
-    from similarity.services.embeddings import image_embedder_get
-
-    version = similarity_settings().model_version
-    digest = hashlib.sha1((version + "|" + "|".join(p.name for p in paths)).encode()).hexdigest()[:16]
-    cached = OUT / f"myntra_image_vectors_{digest}.npy"
-    if cached.exists():
-        print(f"  image vectors from {cached.relative_to(ROOT)}")
-        return np.load(cached)
-    started = time.perf_counter()
-    result = image_embedder_get(model_version=version).embed_paths([str(p) for p in paths])
-    assert not result.errors, result.errors
-    OUT.mkdir(parents=True, exist_ok=True)
-    np.save(cached, result.vectors)
-    print(f"  embedded {len(paths)} photos in {time.perf_counter() - started:.0f} s -> {cached.relative_to(ROOT)}")
-    return result.vectors
+    return bench_precision.image_vectors(paths)
 
 
 def image_embeddings_load() -> int:
