@@ -84,9 +84,13 @@ def test_a_labeller_labels_five_products_with_the_keyboard_only(page, live_serve
     page.keyboard.press("Enter")
     assert title.inner_text() == "Product number 5"
 
-    # Enter without a pick explains what to do instead of submitting.
+    # Enter without a pick explains what to do instead of submitting. Wait for the flagged submit's answer (it
+    # swaps the message box too) first: on a loaded machine it can land after the key and clear the message.
+    page.wait_for_load_state("networkidle")
     page.keyboard.press("Enter")
-    assert "Pick a category first" in page.locator("#labelling-message").inner_text()
+    page.wait_for_function(
+        "() => document.querySelector('#labelling-message').innerText.includes('Pick a category first')",
+        timeout=10_000)
 
     def labels():
         return {label.product.title: label for label in Label.objects.select_related("product", "category")
