@@ -51,3 +51,10 @@ def prediction_current(*, product_id: int) -> Prediction | None:
 def categories_by_id(*, category_ids: Iterable[int]) -> dict[int, Category]:
     """Return id → Category for the ids (to show predictions' category paths)."""
     return Category.objects.in_bulk(list(set(category_ids)))
+
+
+def prediction_categories(*, predictions: Iterable[Prediction]) -> dict[int, Category]:
+    """Return id → Category of every category the predictions name (top-k and rule-head positives)."""
+    ids = {category_id for prediction in predictions for category_id, _ in prediction.top_k}
+    ids |= {category_id for prediction in predictions for category_id in prediction.rule_positives}
+    return categories_by_id(category_ids=ids)

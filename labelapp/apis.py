@@ -90,12 +90,10 @@ class PredictionSerializer(serializers.Serializer):
 
 def prediction_context(*, products) -> dict:
     """Return serializer context with the active version's predictions of `products` and their categories."""
-    from classifier.selectors import categories_by_id, predictions_for_products
+    from classifier.selectors import prediction_categories, predictions_for_products
 
     predictions = predictions_for_products(product_ids=[product.id for product in products])
-    category_ids = {category_id for p in predictions.values() for category_id, _ in p.top_k}
-    category_ids |= {category_id for p in predictions.values() for category_id in p.rule_positives}
-    return {"predictions": predictions, "categories": categories_by_id(category_ids=category_ids)}
+    return {"predictions": predictions, "categories": prediction_categories(predictions=predictions.values())}
 
 
 class ProductSerializer(serializers.ModelSerializer):

@@ -78,12 +78,12 @@ def product_detail_view(request: HttpRequest, product_id: int) -> HttpResponse:
     except Product.DoesNotExist:
         return render(request, "labelapp/not_found.html", {"what": f"product {product_id}"}, status=404)
     ancestors = Category.objects.filter(id__in=product.category.lineage).order_by("depth") if product.category else []
-    from classifier.selectors import categories_by_id, prediction_current
+    from classifier.selectors import prediction_categories, prediction_current
 
     prediction = prediction_current(product_id=product.id)
     suggestions = []
     if prediction is not None:
-        categories = categories_by_id(category_ids=[category_id for category_id, _ in prediction.top_k])
+        categories = prediction_categories(predictions=[prediction])
         suggestions = [(categories.get(category_id), probability) for category_id, probability in prediction.top_k]
     return render(request, "labelapp/product_detail.html", {"product": product, "ancestors": ancestors,
                                                             "prediction": prediction, "suggestions": suggestions})

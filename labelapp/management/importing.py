@@ -1,4 +1,4 @@
-"""Helpers shared by the import commands: a tqdm progress bar on stderr, and running a run with its report."""
+"""Helpers shared by management commands: a tqdm progress bar on stderr, and running an import with its report."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from labelapp.models import ImportRun, ImportStatus
 from labelapp.services.imports import import_run_execute, import_run_report
 
 
-class _TqdmStream:
+class TqdmStream:
     """Let tqdm write to a command's stderr: OutputWrapper.write would end every refresh with a newline."""
 
     def __init__(self, wrapper: OutputWrapper):
@@ -30,7 +30,7 @@ class _TqdmStream:
 @contextmanager
 def progress_bar(stderr: OutputWrapper, *, description: str):
     """Yield a progress(bytes_done, bytes_total) callback drawing a tqdm bar (only on a terminal)."""
-    with tqdm(desc=description, unit="B", unit_scale=True, file=_TqdmStream(stderr), disable=None) as bar:
+    with tqdm(desc=description, unit="B", unit_scale=True, file=TqdmStream(stderr), disable=None) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)

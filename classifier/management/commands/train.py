@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from classifier.models import TrainStatus
 from classifier.services.training import train_run_create, train_run_execute
-from labelapp.management.importing import _TqdmStream
+from labelapp.management.importing import TqdmStream
 
 
 class Command(BaseCommand):
@@ -61,7 +61,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Queued train run {run.id} ({run.architecture}, {'+'.join(run.objectives)}) for the "
                               f"ml worker; follow it at /review/runs/{run.id}/ or GET /api/v1/train-runs/{run.id}/")
             return
-        with tqdm(total=100, desc="train", unit="%", file=_TqdmStream(self.stderr), disable=None,
+        with tqdm(total=100, desc="train", unit="%", file=TqdmStream(self.stderr), disable=None,
                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
             def report(stage: str, percent: float, message: str) -> None:
                 bar.update(max(0, int(percent) - bar.n))
