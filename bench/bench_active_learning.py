@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import bench_classifier  # noqa: E402
+
 from classifier.core.config import FeatureConfig  # noqa: E402
 from classifier.core.frames import ProductFrame, Targets  # noqa: E402
 from classifier.core.simulation import curves_plot_png, curves_to_csv, simulate, summarise  # noqa: E402

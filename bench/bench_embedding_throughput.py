@@ -63,10 +63,11 @@ def main() -> None:
 def run(args) -> None:
     import numpy as np
 
-    from labelapp.models import Product, split_for
+    from labelapp.catalogue.models import Product, split_for
     from similarity.models import ImageEmbedding, JobStatus
-    from similarity.selectors import similarity_settings
-    from similarity.services.embeddings import embedding_job_execute, embedding_job_start, image_embedder_get
+    from similarity.selectors.settings import similarity_settings
+    from similarity.services.embeddings import embedding_job_execute, image_embedder_get
+    from similarity.services.jobs import embedding_job_start
 
     paths = sorted(MYNTRA_IMAGES.glob("*.jpg"), key=lambda p: int(p.stem))[: args.images]
     Product.objects.bulk_create([

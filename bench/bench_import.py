@@ -39,14 +39,10 @@ django.setup()
 
 from django.db import connection  # noqa: E402
 
-from labelapp.models import ImportKind, ImportRun, Product  # noqa: E402
-from labelapp.services.imports import (  # noqa: E402
-    ImportMapping,
-    import_run_create,
-    import_run_report,
-    mapping_load,
-    products_import,
-)
+from labelapp.catalogue.models import ImportKind, ImportRun, Product  # noqa: E402
+from labelapp.catalogue.services.imports.mapping import ImportMapping, mapping_load  # noqa: E402
+from labelapp.catalogue.services.imports.products import products_import  # noqa: E402
+from labelapp.catalogue.services.imports.runs import import_run_create, import_run_report  # noqa: E402
 
 BENCH_MAPPING = ImportMapping.from_dict({
     "fields": {

@@ -108,9 +108,10 @@ def data_prepare(*, items: int, labellers: int) -> int:
     from django.db import connection
 
     from classifier.models import ModelVersion, Prediction, TrainRun
-    from labelapp.models import Category, LabellingRound, LegacyRule, Product, QueueItem, RuleLabel, Split
-    from labelapp.roles import LABELLER
-    from labelapp.services.categories import category_path_ensure
+    from labelapp.catalogue.models import Category, LegacyRule, Product, RuleLabel, Split
+    from labelapp.catalogue.services.categories import category_path_ensure
+    from labelapp.common.roles import LABELLER
+    from labelapp.workflow.models import LabellingRound, QueueItem
 
     with connection.cursor() as cursor:
         cursor.execute(

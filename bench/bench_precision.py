@@ -79,7 +79,7 @@ def photos_and_metadata(limit: int):
 def image_vectors(paths):
     import numpy as np
 
-    from similarity.selectors import similarity_settings
+    from similarity.selectors.settings import similarity_settings
     from similarity.services.embeddings import image_embedder_get
 
     version = similarity_settings().model_version
@@ -120,17 +120,16 @@ def run(args) -> None:
     import numpy as np
     from django.db import connection
 
-    from labelapp.models import CategorySource, Product, split_for
-    from labelapp.services.categories import category_path_ensure
+    from labelapp.catalogue.models import CategorySource, Product, split_for
+    from labelapp.catalogue.services.categories import category_path_ensure
     from similarity.models import EmbeddingKind, ImageEmbedding, Modality, Scope
-    from similarity.selectors import (
-        SimilarityError,
-        embedding_recall_measure,
-        embedding_vectors,
-        product_similar_list,
-        similarity_settings,
-    )
-    from similarity.services.embeddings import embedding_job_execute, embedding_job_start, embedding_space_ensure
+    from similarity.selectors.evaluation import embedding_recall_measure
+    from similarity.selectors.search import embedding_vectors
+    from similarity.selectors.settings import similarity_settings
+    from similarity.selectors.similar import SimilarityError, product_similar_list
+    from similarity.services.embeddings import embedding_job_execute
+    from similarity.services.jobs import embedding_job_start
+    from similarity.services.spaces import embedding_space_ensure
 
     paths, meta = photos_and_metadata(args.photos)
     vectors = image_vectors(paths)

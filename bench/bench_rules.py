@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-from labelapp.rules_engine import (  # noqa: E402  (pure Python: no Django needed for part 1)
+from labelapp.catalogue.rules_engine import (  # noqa: E402  (pure Python: no Django needed for part 1)
     Condition,
     RuleDefinition,
     category_name_keywords,
@@ -193,9 +193,9 @@ def bench_database(taxonomy: list[tuple[str, list[str]]], products: list[dict], 
 
 
 def _bench_database_run(taxonomy, products, chunk_size) -> None:
-    from labelapp.models import Category, LegacyRule, Product, RuleLabel, split_for
-    from labelapp.services.categories import category_path_ensure
-    from labelapp.services.rules import rules_apply, rules_bootstrap
+    from labelapp.catalogue.models import Category, LegacyRule, Product, RuleLabel, split_for
+    from labelapp.catalogue.services.categories import category_path_ensure
+    from labelapp.catalogue.services.rules import rules_apply, rules_bootstrap
 
     started = time.perf_counter()
     cache: dict = {}

@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.scale import scratch  # noqa: E402
-from bench.scale.common import Meta, connect, execute, log, loadavg, peak_rss_gib, pretty_bytes, scalar, summarize  # noqa: E402
+from bench.scale.common import Meta, connect, execute, loadavg, log, peak_rss_gib, pretty_bytes, scalar, summarize  # noqa: E402
 from bench.scale.inproc import HnswlibSide, ground_truth, numpy_exact, recall  # noqa: E402
 from bench.scale.synth import Dataset, build_dataset, subset  # noqa: E402
 

@@ -162,10 +162,11 @@ def image_embeddings_load() -> int:
     """Write the photos' vectors as ImageEmbedding rows of the products named like them; return how many."""
     from django.db import connection
 
-    from labelapp.models import Product
+    from labelapp.catalogue.models import Product
     from similarity.models import EmbeddingKind, ImageEmbedding
-    from similarity.selectors import similarity_settings
-    from similarity.services.embeddings import embedding_space_ensure, halfvec_texts
+    from similarity.selectors.settings import similarity_settings
+    from similarity.services.job_chunks import halfvec_texts
+    from similarity.services.spaces import embedding_space_ensure
 
     # Every photo, in bench_precision.py's order, so that the cache key is the same whatever --limit says.
     paths = sorted((MYNTRA / "images").glob("*.jpg"), key=lambda p: int(p.stem))
@@ -198,8 +199,8 @@ def database_analyze() -> None:
 
 
 def catalogue_build(args) -> None:
-    from labelapp.models import Label, Product, RuleLabel, Split
-    from labelapp.services.ground_truth import labels_import_from_feed
+    from labelapp.catalogue.models import Label, Product, RuleLabel, Split
+    from labelapp.catalogue.services.ground_truth import labels_import_from_feed
 
     print("\n1. catalogue", flush=True)
     with tempfile.TemporaryDirectory() as directory:
@@ -232,7 +233,7 @@ def pool_grow(*, size: int, seed: int) -> int:
     """Add noisy copies of the Myntra rows until the catalogue holds `size` products; return how many were added."""
     import numpy as np
 
-    from labelapp.models import Category, CategorySource, Product, split_for
+    from labelapp.catalogue.models import Category, CategorySource, Product, split_for
 
     missing = size - Product.objects.count()
     if missing <= 0:
@@ -283,8 +284,10 @@ def pool_grow(*, size: int, seed: int) -> int:
 def pipeline_run(*, name: str, architecture: str, feature_config: str, params: dict) -> dict | None:
     """Queue and execute one run as the ml worker does; print and return its figures (None if it failed)."""
     from classifier.models import ModelVersion, TrainStatus
-    from classifier.services.training import headline, train_run_create, train_run_execute
-    from labelapp.models import Product
+    from classifier.services.pipeline import train_run_execute
+    from classifier.services.reports import headline
+    from classifier.services.runs import train_run_create
+    from labelapp.catalogue.models import Product
 
     products = Product.objects.count()
     print(f"\n  [{name}] {architecture} on {products:,} products; load average {load_average()}", flush=True)
@@ -348,9 +351,9 @@ def table_print(results: list[dict]) -> None:
 
 
 def run(args) -> None:
-    from classifier.services.training import classifier_settings
-    from labelapp.models import Product, Split
-    from labelapp.services.ground_truth import labels_import_from_feed
+    from classifier.services.runs import classifier_settings
+    from labelapp.catalogue.models import Product, Split
+    from labelapp.catalogue.services.ground_truth import labels_import_from_feed
 
     catalogue_build(args)
     feature_config = (ROOT / "demo" / "classifier.toml").read_text(encoding="utf-8")

@@ -8,12 +8,14 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from classifier import selectors
-from classifier.core_names import ARCHITECTURE_NAMES
+from classifier.core.names import ARCHITECTURE_NAMES, OBJECTIVES
 from classifier.models import TrainStatus
-from classifier.services.training import OBJECTIVES, model_version_promote, train_run_create
-from labelapp.apis import paginated_response
-from labelapp.permissions import Reviewer
+from classifier.selectors.runs import train_run_get, train_run_list
+from classifier.selectors.versions import model_version_list
+from classifier.services.promotion import model_version_promote
+from classifier.services.runs import train_run_create
+from labelapp.common.pagination import paginated_response
+from labelapp.common.permissions import Reviewer
 
 
 class TrainRunSerializer(serializers.Serializer):
@@ -77,7 +79,7 @@ class TrainRunListCreateApi(APIView):
     def get(self, request):
         params = self.FilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        return paginated_response(queryset=selectors.train_run_list(**params.validated_data),
+        return paginated_response(queryset=train_run_list(**params.validated_data),
                                   serializer_class=TrainRunSerializer, request=request, view=self)
 
     @extend_schema(request=InputSerializer, responses={202: TrainRunSerializer})
@@ -98,7 +100,7 @@ class TrainRunDetailApi(APIView):
 
     @extend_schema(responses=TrainRunDetailSerializer)
     def get(self, request, train_run_id: int):
-        return Response(TrainRunDetailSerializer(selectors.train_run_get(train_run_id=train_run_id)).data)
+        return Response(TrainRunDetailSerializer(train_run_get(train_run_id=train_run_id)).data)
 
 
 class ModelVersionSerializer(serializers.Serializer):
@@ -132,7 +134,7 @@ class ModelVersionListApi(APIView):
 
     @extend_schema(responses=ModelVersionSerializer(many=True))
     def get(self, request):
-        return paginated_response(queryset=selectors.model_version_list(), serializer_class=ModelVersionSerializer,
+        return paginated_response(queryset=model_version_list(), serializer_class=ModelVersionSerializer,
                                   request=request, view=self)
 
 
@@ -143,7 +145,7 @@ class ModelVersionActivateApi(APIView):
 
     @extend_schema(request=None, responses=ModelVersionSerializer)
     def post(self, request, version_id: int):
-        version = selectors.model_version_list().get(id=version_id)
+        version = model_version_list().get(id=version_id)
         if not version.artefact_path or not version.predictions_count:
             return Response({"detail": f"model version {version.name} was pruned (no artefact or predictions "
                                        f"left); train a new one instead"}, status=status.HTTP_409_CONFLICT)

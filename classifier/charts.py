@@ -117,13 +117,7 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str = "", y_lab
 
     `y_range` fixes the y axis (e.g. (0, 1) for accuracies); otherwise it spans the data.
     """
-    cleaned = []
-    for index, one in enumerate(series):
-        notes = list(one.notes) + [""] * (len(one.points) - len(one.notes))
-        points = sorted(((float(x), float(y), note) for (x, y), note in zip(one.points, notes)
-                         if _finite(x) and _finite(y)), key=lambda p: p[0])
-        if points:
-            cleaned.append((one.name, PALETTE[index % len(PALETTE)], points))
+    cleaned = _series_clean(series)
     if not cleaned:
         return _empty(empty_message, width=width, title=title)
 
@@ -133,49 +127,87 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str = "", y_lab
     y_ticks = nice_ticks(*(y_range or (min(ys), max(ys))), 5)
     if y_range:
         y_ticks = [t for t in y_ticks if y_range[0] - 1e-9 <= t <= y_range[1] + 1e-9] or y_ticks
-    x_lo, x_hi = x_ticks[0], x_ticks[-1]
-    y_lo, y_hi = (min(y_ticks[0], min(ys)), max(y_ticks[-1], max(ys)))
-    x_step = x_ticks[1] - x_ticks[0] if len(x_ticks) > 1 else 1.0
-    y_step = y_ticks[1] - y_ticks[0] if len(y_ticks) > 1 else 1.0
-
-    y_tick_labels = [format_tick(t, y_step) for t in y_ticks]
+    y_tick_labels = [format_tick(t, y_ticks[1] - y_ticks[0] if len(y_ticks) > 1 else 1.0) for t in y_ticks]
     left = 22 + max(_text_width(label, 11) for label in y_tick_labels) + (16 if y_label else 0)
     right, top = 18, 12
     bottom = 30 + (18 if x_label else 0)
-
-    # The legend flows in rows under the plot.
-    legend_rows: list[list[tuple[str, str, float]]] = [[]]
-    row_width = 0.0
-    for name, colour, _ in cleaned:
-        item_width = 28 + _text_width(name, 12) + 16
-        if legend_rows[-1] and row_width + item_width > width - left:
-            legend_rows.append([])
-            row_width = 0.0
-        legend_rows[-1].append((name, colour, row_width))
-        row_width += item_width
-    legend_height = 20 * len(legend_rows) + 6
-    total_height = height + legend_height
-    plot_w, plot_h = width - left - right, height - top - bottom
-
-    def sx(x: float) -> float:
-        return left + (x - x_lo) / (x_hi - x_lo or 1) * plot_w
-
-    def sy(y: float) -> float:
-        return top + plot_h - (y - y_lo) / (y_hi - y_lo or 1) * plot_h
+    plot = _Plot(left=left, top=top, width=width - left - right, height=height - top - bottom,
+                 x_lo=x_ticks[0], x_hi=x_ticks[-1], y_lo=min(y_ticks[0], min(ys)), y_hi=max(y_ticks[-1], max(ys)))
+    legend_rows = _legend_rows(cleaned, max_width=width - left)
+    total_height = height + 20 * len(legend_rows) + 6
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape(title)}" width="{width}" '
            f'height="{total_height}" viewBox="0 0 {width} {total_height}" {FONT} class="chart chart-line">',
            f"<title>{escape(title)}</title>"]
-    out.append('<g class="axis y-axis">')
+    out += _axes_svg(plot, x_ticks=x_ticks, y_ticks=y_ticks, y_tick_labels=y_tick_labels, x_label=x_label,
+                     y_label=y_label)
+    out += _series_svg(plot, cleaned)
+    out += _legend_svg(legend_rows, left=left, y=height + 4)
+    out.append("</svg>")
+    return Svg("".join(out))
+
+
+def _series_clean(series: Sequence[Series]) -> list[tuple[str, str, list[tuple[float, float, str]]]]:
+    """Return (name, colour, points sorted by x) per series that has a finite point; notes ride with their points."""
+    cleaned = []
+    for index, one in enumerate(series):
+        notes = list(one.notes) + [""] * (len(one.points) - len(one.notes))
+        points = sorted(((float(x), float(y), note) for (x, y), note in zip(one.points, notes)
+                         if _finite(x) and _finite(y)), key=lambda p: p[0])
+        if points:
+            cleaned.append((one.name, PALETTE[index % len(PALETTE)], points))
+    return cleaned
+
+
+def _legend_rows(cleaned: list, *, max_width: float) -> list[list[tuple[str, str, float]]]:
+    """Return the legend flowed into rows of (name, colour, x offset) no wider than `max_width`."""
+    rows: list[list[tuple[str, str, float]]] = [[]]
+    row_width = 0.0
+    for name, colour, _ in cleaned:
+        item_width = 28 + _text_width(name, 12) + 16
+        if rows[-1] and row_width + item_width > max_width:
+            rows.append([])
+            row_width = 0.0
+        rows[-1].append((name, colour, row_width))
+        row_width += item_width
+    return rows
+
+
+@dataclass(frozen=True)
+class _Plot:
+    """The plot area in pixels and the data ranges it shows."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+    x_lo: float
+    x_hi: float
+    y_lo: float
+    y_hi: float
+
+    def sx(self, x: float) -> float:
+        return self.left + (x - self.x_lo) / (self.x_hi - self.x_lo or 1) * self.width
+
+    def sy(self, y: float) -> float:
+        return self.top + self.height - (y - self.y_lo) / (self.y_hi - self.y_lo or 1) * self.height
+
+
+def _axes_svg(plot: _Plot, *, x_ticks: list[float], y_ticks: list[float], y_tick_labels: list[str], x_label: str,
+              y_label: str) -> list[str]:
+    """Return the grid lines, ticks, axis lines and axis labels."""
+    left, top, plot_w, plot_h = plot.left, plot.top, plot.width, plot.height
+    x_step = x_ticks[1] - x_ticks[0] if len(x_ticks) > 1 else 1.0
+    out = ['<g class="axis y-axis">']
     for tick, label in zip(y_ticks, y_tick_labels):
-        y = _fmt(sy(tick))
+        y = _fmt(plot.sy(tick))
         out.append(f'<g class="tick"><line x1="{_fmt(left)}" x2="{_fmt(left + plot_w)}" y1="{y}" y2="{y}" '
                    f'stroke="{GRID_COLOUR}"/><text x="{_fmt(left - 6)}" y="{y}" dy="4" text-anchor="end" '
                    f'font-size="11" fill="{MUTED_COLOUR}">{escape(label)}</text></g>')
     out.append("</g>")
     out.append('<g class="axis x-axis">')
     for tick in x_ticks:
-        x = _fmt(sx(tick))
+        x = _fmt(plot.sx(tick))
         out.append(f'<g class="tick"><line x1="{x}" x2="{x}" y1="{_fmt(top + plot_h)}" y2="{_fmt(top + plot_h + 5)}" '
                    f'stroke="{MUTED_COLOUR}"/><text x="{x}" y="{_fmt(top + plot_h + 18)}" text-anchor="middle" '
                    f'font-size="11" fill="{MUTED_COLOUR}">{escape(format_tick(tick, x_step))}</text></g>')
@@ -191,29 +223,37 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str = "", y_lab
         cy = _fmt(top + plot_h / 2)
         out.append(f'<text class="axis-label" x="12" y="{cy}" transform="rotate(-90 12 {cy})" '
                    f'text-anchor="middle" font-size="12" fill="{TEXT_COLOUR}">{escape(y_label)}</text>')
+    return out
 
+
+def _series_svg(plot: _Plot, cleaned: list) -> list[str]:
+    """Return one group per series: its polyline and a marker with a tooltip per point."""
+    out = []
     for name, colour, points in cleaned:
         out.append(f'<g class="series" data-series="{escape(name)}">')
         if len(points) > 1:
-            coords = " ".join(f"{_fmt(sx(x))},{_fmt(sy(y))}" for x, y, _ in points)
+            coords = " ".join(f"{_fmt(plot.sx(x))},{_fmt(plot.sy(y))}" for x, y, _ in points)
             out.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2" '
                        f'stroke-linejoin="round"/>')
         for x, y, note in points:
             tip = f"{name}: {_point_text(x)} → {_point_text(y)}" + (f" ({note})" if note else "")
-            out.append(f'<circle class="point" cx="{_fmt(sx(x))}" cy="{_fmt(sy(y))}" r="3.5" fill="{colour}">'
-                       f"<title>{escape(tip)}</title></circle>")
+            out.append(f'<circle class="point" cx="{_fmt(plot.sx(x))}" cy="{_fmt(plot.sy(y))}" r="3.5" '
+                       f'fill="{colour}"><title>{escape(tip)}</title></circle>')
         out.append("</g>")
+    return out
 
-    out.append(f'<g class="legend" transform="translate({_fmt(left)},{height + 4})">')
-    for row_index, row in enumerate(legend_rows):
+
+def _legend_svg(rows: list[list[tuple[str, str, float]]], *, left: float, y: float) -> list[str]:
+    """Return the legend group: a line-and-marker swatch and the name per series, row by row."""
+    out = [f'<g class="legend" transform="translate({_fmt(left)},{y})">']
+    for row_index, row in enumerate(rows):
         for name, colour, offset in row:
-            y = row_index * 20
-            out.append(f'<g class="legend-item" transform="translate({_fmt(offset)},{y})">'
+            out.append(f'<g class="legend-item" transform="translate({_fmt(offset)},{row_index * 20})">'
                        f'<line x1="0" x2="22" y1="8" y2="8" stroke="{colour}" stroke-width="2"/>'
                        f'<circle cx="11" cy="8" r="3.5" fill="{colour}"/>'
                        f'<text x="28" y="12" font-size="12" fill="{TEXT_COLOUR}">{escape(name)}</text></g>')
-    out.append("</g></svg>")
-    return Svg("".join(out))
+    out.append("</g>")
+    return out
 
 
 def _truncate(text: str, limit: int) -> str:

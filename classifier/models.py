@@ -14,7 +14,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 
-from labelapp.models import Category, Product
+from labelapp.catalogue.models import Category, Product
 
 
 class TrainStatus(models.TextChoices):
@@ -41,6 +41,8 @@ class PromotionOutcome(models.TextChoices):
     PENDING = "", "not decided"
     PROMOTED = "promoted", "promoted"
     REGRESSION = "regression", "kept the previous version: regression beyond the threshold"
+    BLOCKED = "blocked", "kept the previous version: worse on the ground truth"
+    FORCED = "forced", "promoted by a reviewer despite the guard"
     NOT_REQUESTED = "not_requested", "not promoted: promotion not requested"
 
 
@@ -71,6 +73,8 @@ class TrainRun(models.Model):
     error = models.TextField(blank=True, default="")
     artefact_path = models.CharField(max_length=1000, blank=True, default="")
     outcome = models.CharField(max_length=20, choices=PromotionOutcome.choices, blank=True, default="")
+    promotion_reason = models.TextField(blank=True, default="",
+                                        help_text="Why the promotion guard promoted or kept the active version.")
     worker = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -111,6 +115,13 @@ class ModelVersion(models.Model):
                                  help_text="Per rule class, tuned on the validation slice.")
     image_model_version = models.CharField(max_length=100, blank=True, default="",
                                            help_text="The image embeddings it reads (similarity model version).")
+    temperature = models.FloatField(default=1.0, help_text="The exclusive head's calibration (temperature scaling).")
+    calibration = models.JSONField(default=dict, blank=True,
+                                   help_text="How the temperature was fitted: on which labels, how many, ECE before "
+                                             "and after, and whether that measures the model's precision.")
+    precision_measured = models.BooleanField(
+        default=False, help_text="Its calibration was fitted on enough human labels for its calibrated confidence to "
+                                 "stand as its precision in arbitration; otherwise it only fills gaps.")
     headline_metric = models.CharField(max_length=60, blank=True, default="")
     headline_value = models.FloatField(null=True, blank=True)
     is_active = models.BooleanField(default=False)

@@ -96,9 +96,12 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
-    "labelapp",
-    "classifier",
+    # Bottom to top (README, "Architecture"): shared pieces, the catalogue, the models, the labelling workflow.
+    "labelapp.common",
+    "labelapp.catalogue",
     "similarity",
+    "classifier",
+    "labelapp.workflow",
 ]
 
 MIDDLEWARE = [
@@ -126,7 +129,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "labelapp.context_processors.roles",
+                "labelapp.common.context_processors.roles",
             ],
         },
     },
@@ -186,35 +189,68 @@ CELERY_TASK_ROUTES = {
     # Housekeeping that loads no model stays on the default queue, so a long training cannot delay it.
     "classifier.tasks.train_runs_reap_task": {"queue": CELERY_TASK_DEFAULT_QUEUE},
     "classifier.tasks.model_versions_prune_task": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "similarity.tasks.embeddings_sync_categories_task": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "similarity.tasks.embeddings_categories_sync_dirty_task": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "similarity.tasks.embedding_jobs_reap_task": {"queue": CELERY_TASK_DEFAULT_QUEUE},
     "classifier.tasks.*": {"queue": CELERY_ML_QUEUE},
     "similarity.tasks.*": {"queue": CELERY_ML_QUEUE},
     # Filling a round scores the pool with the active model (TensorFlow).
-    "labelapp.tasks.labelling_round_fill_task": {"queue": CELERY_ML_QUEUE},
+    "labelapp.workflow.tasks.labelling_round_fill_task": {"queue": CELERY_ML_QUEUE},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Publishing gives up after this long when the broker does not answer; the outbox keeps the message.
+CELERY_BROKER_CONNECTION_TIMEOUT = float(os.environ.get("CELERY_BROKER_CONNECTION_TIMEOUT", "2"))
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
+# The outbox (labelapp/common/dispatch.py): how often beat's relay sends what waits, and how long a process
+# stops sending at once after the broker failed it.
+OUTBOX_RELAY_SECONDS = float(os.environ.get("OUTBOX_RELAY_SECONDS", "10"))
+OUTBOX_BACKOFF_SECONDS = float(os.environ.get("OUTBOX_BACKOFF_SECONDS", "5"))
 CELERY_BEAT_SCHEDULE: dict = {
-    "reap-stale-imports": {"task": "labelapp.tasks.import_runs_reap_task", "schedule": 15 * 60},
+    "relay-outbox": {"task": "labelapp.common.tasks.outbox_relay_task", "schedule": OUTBOX_RELAY_SECONDS},
+    "sync-dirty-category-copies": {"task": "similarity.tasks.embeddings_categories_sync_dirty_task",
+                                   "schedule": 60},
+    "reap-stale-imports": {"task": "labelapp.catalogue.tasks.import_runs_reap_task", "schedule": 15 * 60},
+    "refresh-source-trust": {"task": "labelapp.catalogue.tasks.trust_refresh_task", "schedule": 15 * 60},
     "reap-stale-embedding-jobs": {"task": "similarity.tasks.embedding_jobs_reap_task", "schedule": 5 * 60},
     "reap-stale-train-runs": {"task": "classifier.tasks.train_runs_reap_task", "schedule": 5 * 60},
     "prune-model-versions": {"task": "classifier.tasks.model_versions_prune_task", "schedule": 24 * 3600},
-    "expire-labelling-leases": {"task": "labelapp.tasks.queue_leases_expire_task", "schedule": 60},
-    "reap-labelling-rounds": {"task": "labelapp.tasks.labelling_rounds_reap_task", "schedule": 5 * 60},
+    "expire-labelling-leases": {"task": "labelapp.workflow.tasks.queue_leases_expire_task", "schedule": 60},
+    "reap-labelling-rounds": {"task": "labelapp.workflow.tasks.labelling_rounds_reap_task", "schedule": 60},
 }
 
-# Classifier training (classifier/services/training.py). The feature config says which product fields the
+# Classifier training (classifier/services/runs.py, pipeline.py). The feature config says which product fields the
 # model reads and how; the demo's own (demo/classifier.toml) leaves out the Myntra feed category, which is the
 # answer there.
 CLASSIFIER_FEATURE_CONFIG = Path(os.environ.get("CLASSIFIER_FEATURE_CONFIG",
                                                 BASE_DIR / "classifier/core/configs/default.toml"))
 CLASSIFIER_DEFAULT_ARCHITECTURE = os.environ.get("CLASSIFIER_DEFAULT_ARCHITECTURE", "wide_deep")
-CLASSIFIER_EPOCHS = int(os.environ.get("CLASSIFIER_EPOCHS", 15))
-CLASSIFIER_KEEP_VERSIONS = int(os.environ.get("CLASSIFIER_KEEP_VERSIONS", 3))
-CLASSIFIER_STALE_AFTER_S = int(os.environ.get("CLASSIFIER_STALE_AFTER_S", 900))
+CLASSIFIER_EPOCHS = int(os.environ.get("CLASSIFIER_EPOCHS", "15"))
+CLASSIFIER_BATCH_SIZE = int(os.environ.get("CLASSIFIER_BATCH_SIZE", "256"))
+CLASSIFIER_LEARNING_RATE = float(os.environ.get("CLASSIFIER_LEARNING_RATE", "3e-3"))
+CLASSIFIER_PATIENCE = int(os.environ.get("CLASSIFIER_PATIENCE", "2"))
+CLASSIFIER_PREDICT_CHUNK = int(os.environ.get("CLASSIFIER_PREDICT_CHUNK", "5000"))
+CLASSIFIER_KEEP_VERSIONS = int(os.environ.get("CLASSIFIER_KEEP_VERSIONS", "3"))
+CLASSIFIER_STALE_AFTER_S = int(os.environ.get("CLASSIFIER_STALE_AFTER_S", "900"))
+
+# Similarity (similarity/selectors/settings.py)
+SIMILARITY_BACKBONE = os.environ.get("SIMILARITY_BACKBONE", "efficientnet_lite0")
+SIMILARITY_MODEL_VERSION = os.environ.get("SIMILARITY_MODEL_VERSION", "")  # "" = the backbone's own version
+SIMILARITY_TEXT_MODEL_VERSION = os.environ.get("SIMILARITY_TEXT_MODEL_VERSION", "")  # "" = the newest text model
+SIMILARITY_TEXT_DIM = int(os.environ.get("SIMILARITY_TEXT_DIM", "256"))
+SIMILARITY_TEXT_FIT_MAX_PRODUCTS = int(os.environ.get("SIMILARITY_TEXT_FIT_MAX_PRODUCTS", "200000"))
+SIMILARITY_EMBED_BATCH_SIZE = int(os.environ.get("SIMILARITY_EMBED_BATCH_SIZE", "64"))
+SIMILARITY_EMBED_WORKERS = int(os.environ.get("SIMILARITY_EMBED_WORKERS", "2"))
+SIMILARITY_JOB_CHUNK_SIZE = int(os.environ.get("SIMILARITY_JOB_CHUNK_SIZE", "512"))
+SIMILARITY_HYBRID_TEXT_WEIGHT = float(os.environ.get("SIMILARITY_HYBRID_TEXT_WEIGHT", "0.3"))
+SIMILARITY_EXACT_SCAN_MIN_ROWS = int(os.environ.get("SIMILARITY_EXACT_SCAN_MIN_ROWS", "1000"))
+SIMILARITY_EXACT_SCAN_MAX_ROWS = int(os.environ.get("SIMILARITY_EXACT_SCAN_MAX_ROWS", "3000"))
+SIMILARITY_EXACT_SCAN_COST_RATIO = float(os.environ.get("SIMILARITY_EXACT_SCAN_COST_RATIO", "6.0"))
+SIMILARITY_MAX_SCAN_TUPLES = int(os.environ.get("SIMILARITY_MAX_SCAN_TUPLES", "20000"))
+SIMILARITY_CACHE_TIMEOUT_S = int(os.environ.get("SIMILARITY_CACHE_TIMEOUT_S", "600"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -229,7 +265,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "similar": os.environ.get("SIMILAR_API_RATE", "6000/min"),
     },
-    "EXCEPTION_HANDLER": "labelapp.apis.exception_handler",
+    "EXCEPTION_HANDLER": "labelapp.common.apis.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Labelapp API",

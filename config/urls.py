@@ -13,11 +13,14 @@ urlpatterns = [
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("similarity.api_urls")),
-    path("api/v1/", include("labelapp.api_urls")),
+    path("api/v1/", include("labelapp.common.api_urls")),
+    path("api/v1/", include("labelapp.catalogue.api_urls")),
+    path("api/v1/", include("labelapp.workflow.api_urls")),
     path("api/v1/", include("classifier.api_urls")),
     path("similarity/", include("similarity.urls")),
     path("review/", include("classifier.urls")),
-    path("", include("labelapp.urls")),
+    path("", include("labelapp.catalogue.urls")),
+    path("", include("labelapp.workflow.urls")),
 ]
 
 if settings.DEBUG:

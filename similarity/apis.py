@@ -24,12 +24,20 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from labelapp.permissions import role_permission
-from labelapp.roles import API_CLIENT, REVIEWER
-from similarity import selectors
+from labelapp.common.permissions import SimilarReader
 from similarity.models import Modality, Scope
+from similarity.selectors.similar import (
+    EmbeddingMissing,
+    ExternalIdAmbiguous,
+    Neighbour,
+    ProductBrief,
+    ProductNotFound,
+    ScopeUnavailable,
+    SimilarResult,
+    product_by_external_id,
+    product_similar_list,
+)
 
-SimilarReader = role_permission(API_CLIENT, REVIEWER)
 EXTERNAL_ID_MAX = 255
 
 
@@ -63,7 +71,7 @@ class SimilarProductOutputSerializer(serializers.Serializer):
     image_url = serializers.SerializerMethodField()
     category = SimilarCategoryOutputSerializer(source="*")
 
-    def get_image_url(self, product: selectors.ProductBrief) -> str | None:
+    def get_image_url(self, product: ProductBrief) -> str | None:
         return _absolute(self.context.get("request"), product.image_url)
 
 
@@ -79,7 +87,7 @@ class SimilarNeighbourOutputSerializer(serializers.Serializer):
     image_score = serializers.FloatField(allow_null=True, help_text="Hybrid only: the image cosine similarity.")
     text_score = serializers.FloatField(allow_null=True, help_text="Hybrid only: the text cosine similarity.")
 
-    def get_image_url(self, neighbour: selectors.Neighbour) -> str | None:
+    def get_image_url(self, neighbour: Neighbour) -> str | None:
         return _absolute(self.context.get("request"), neighbour.product.image_url)
 
 
@@ -132,10 +140,10 @@ class SimilarProductsApi(APIView):
         neighbours = SimilarNeighbourOutputSerializer(many=True)
         meta = serializers.SerializerMethodField()
 
-        def get_count(self, result: selectors.SimilarResult) -> int:
+        def get_count(self, result: SimilarResult) -> int:
             return len(result.neighbours)
 
-        def get_meta(self, result: selectors.SimilarResult) -> dict:
+        def get_meta(self, result: SimilarResult) -> dict:
             return {"strategy": result.trace.strategy, "ef_search": result.trace.ef_search, "cached": result.cached}
 
     @extend_schema(
@@ -149,17 +157,17 @@ class SimilarProductsApi(APIView):
         if "\x00" in external_id or len(external_id) > EXTERNAL_ID_MAX:
             raise exceptions.NotFound(f"no product with external id {external_id[:80]!r}")
         try:
-            product = selectors.product_by_external_id(external_id=external_id, source=data["source"])
-            result = selectors.product_similar_list(product=product, k=data["k"], scope=data["scope"],
+            product = product_by_external_id(external_id=external_id, source=data["source"])
+            result = product_similar_list(product=product, k=data["k"], scope=data["scope"],
                                                     modality=data["modality"], text_weight=data["text_weight"])
-        except selectors.ProductNotFound as exc:
+        except ProductNotFound as exc:
             raise exceptions.NotFound(str(exc)) from None
-        except selectors.ExternalIdAmbiguous as exc:
+        except ExternalIdAmbiguous as exc:
             raise SimilarityApiError(status_code=status.HTTP_400_BAD_REQUEST, code=exc.code, message=str(exc),
                                      sources=exc.sources) from None
-        except selectors.EmbeddingMissing as exc:
+        except EmbeddingMissing as exc:
             raise SimilarityApiError(status_code=status.HTTP_409_CONFLICT, code=exc.code, message=str(exc)) from None
-        except selectors.ScopeUnavailable as exc:
+        except ScopeUnavailable as exc:
             raise SimilarityApiError(status_code=status.HTTP_422_UNPROCESSABLE_ENTITY, code=exc.code,
                                      message=str(exc)) from None
         return Response(self.SimilarOutputSerializer(result, context={"request": request}).data)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from django.core.checks import Error, Warning, register
 
+from similarity.core.backbones import BACKBONES
+from similarity.models import ImageEmbedding, TextEmbedding
+from similarity.selectors.settings import similarity_settings
+
 
 @register()
 def similarity_embedding_dimensions_check(app_configs=None, **kwargs) -> list:
     """The image column's dimension equals the backbone's, and SIMILARITY_MODEL_VERSION names a known backbone."""
-    from similarity.core.embedder import BACKBONES
-    from similarity.models import ImageEmbedding, TextEmbedding
-    from similarity.selectors import similarity_settings
-
     errors = []
     config = similarity_settings()
     backbone = BACKBONES.get(config.backbone)

@@ -14,7 +14,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from pgvector.django import HalfVectorField, HnswIndex
 
-from labelapp.models import Category, Product
+from labelapp.catalogue.models import Category, Product
 
 IMAGE_DIM = 1280
 TEXT_DIM = 256

@@ -7,31 +7,31 @@ from __future__ import annotations
 
 import secrets
 
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from labelapp.models import Product
-from labelapp.roles import REVIEWER, user_has_role
-from similarity import selectors
+from labelapp.catalogue.models import Product
+from labelapp.common.access import role_required
+from labelapp.common.querystring import choice
+from labelapp.common.roles import REVIEWER
 from similarity.models import EmbeddingJob, Modality, Scope
-from similarity.services.embeddings import embedding_job_start
+from similarity.selectors.evaluation import (
+    evaluation_product_random,
+    evaluation_product_search,
+    evaluation_version,
+    judgement_map,
+    judgement_precision_by_category,
+)
+from similarity.selectors.jobs import embedding_coverage, embedding_job_list
+from similarity.selectors.settings import similarity_settings
+from similarity.selectors.similar import SimilarityError, product_briefs, product_similar_list
 from similarity.services.evaluation import judgement_record, precision_same_category_compute
+from similarity.services.jobs import embedding_job_start
 
 EVALUATION_K = 10
-
-
-def _require_reviewer(request: HttpRequest) -> None:
-    if not user_has_role(request.user, REVIEWER):
-        raise PermissionDenied("This page needs the reviewer role.")
-
-
-def _choice(value: str | None, choices: list[str], default: str) -> str:
-    return value if value in choices else default
 
 
 def _state(is_similar: bool | None) -> str:
@@ -52,44 +52,41 @@ def _int(value: str | None, *, default: int, low: int, high: int) -> int:
         return default
 
 
-@login_required
+@role_required(REVIEWER)
 @require_GET
 def evaluation_home_view(request: HttpRequest) -> HttpResponse:
-    _require_reviewer(request)
-    config = selectors.similarity_settings()
+    config = similarity_settings()
     q = request.GET.get("q", "").strip()[:200]
-    products = selectors.evaluation_product_search(q=q, model_version=config.model_version)
+    products = evaluation_product_search(q=q, model_version=config.model_version)
     if request.htmx:
         return render(request, "similarity/_search_results.html", {"products": products, "q": q})
     return render(request, "similarity/evaluation.html",
-                  {"products": products, "q": q, "coverage": selectors.embedding_coverage()})
+                  {"products": products, "q": q, "coverage": embedding_coverage()})
 
 
-@login_required
+@role_required(REVIEWER)
 @require_GET
 def evaluation_random_view(request: HttpRequest) -> HttpResponse:
-    _require_reviewer(request)
-    config = selectors.similarity_settings()
-    product = selectors.evaluation_product_random(model_version=config.model_version, seed=secrets.randbits(48))
+    config = similarity_settings()
+    product = evaluation_product_random(model_version=config.model_version, seed=secrets.randbits(48))
     if product is None:
         return render(request, "similarity/nothing_embedded.html", status=404)
     return redirect(f"{reverse('similarity-evaluate', args=[product.id])}?{request.GET.urlencode()}")
 
 
-@login_required
+@role_required(REVIEWER)
 @require_GET
 def evaluation_product_view(request: HttpRequest, product_id: int) -> HttpResponse:
-    _require_reviewer(request)
     product = get_object_or_404(Product.objects.select_related("category"), pk=product_id)
-    scope = _choice(request.GET.get("scope"), Scope.values, Scope.LEVEL3)
-    modality = _choice(request.GET.get("modality"), Modality.values, Modality.IMAGE)
+    scope = choice(request.GET.get("scope"), Scope.values, Scope.LEVEL3)
+    modality = choice(request.GET.get("modality"), Modality.values, Modality.IMAGE)
     result, error = None, ""
     try:
-        result = selectors.product_similar_list(product=product, k=EVALUATION_K, scope=scope, modality=modality)
-    except selectors.SimilarityError as exc:
+        result = product_similar_list(product=product, k=EVALUATION_K, scope=scope, modality=modality)
+    except SimilarityError as exc:
         error = str(exc)
-    version = selectors.evaluation_version(modality=modality)
-    judged = selectors.judgement_map(query_id=product.id, scope=scope, modality=modality,
+    version = evaluation_version(modality=modality)
+    judged = judgement_map(query_id=product.id, scope=scope, modality=modality,
                                      model_version=version, reviewer_id=request.user.id)
     cards = [{"n": n, "state": _state(judged.get(n.product.id))} for n in (result.neighbours if result else [])]
     context = {
@@ -101,10 +98,9 @@ def evaluation_product_view(request: HttpRequest, product_id: int) -> HttpRespon
     return render(request, template, context)
 
 
-@login_required
+@role_required(REVIEWER)
 @require_POST
 def judgement_create_view(request: HttpRequest) -> HttpResponse:
-    _require_reviewer(request)
     data = request.POST
     query = get_object_or_404(Product, pk=_int(data.get("query"), default=0, low=0, high=2**62))
     neighbour = get_object_or_404(Product, pk=_int(data.get("neighbour"), default=0, low=0, high=2**62))
@@ -120,22 +116,21 @@ def judgement_create_view(request: HttpRequest) -> HttpResponse:
                      rank=rank, is_similar=verdict == "similar", reviewer=request.user)
     if not request.htmx:
         return redirect(f"{reverse('similarity-evaluate', args=[query.id])}?scope={scope}&modality={modality}")
-    brief = selectors.product_briefs(product_ids=[neighbour.id])[neighbour.id]
+    brief = product_briefs(product_ids=[neighbour.id])[neighbour.id]
     context = {"n": {"rank": rank, "product": brief, "score": _float(data.get("score"))}, "product": query,
                "scope": scope, "modality": modality, "version": model_version,
                "state": _state(verdict == "similar")}
     return render(request, "similarity/_neighbour_card.html", context)
 
 
-@login_required
+@role_required(REVIEWER)
 @require_GET
 def precision_view(request: HttpRequest) -> HttpResponse:
-    _require_reviewer(request)
-    modality = _choice(request.GET.get("modality"), Modality.values, Modality.IMAGE)
-    scope = _choice(request.GET.get("scope"), Scope.values, Scope.LEVEL3)
+    modality = choice(request.GET.get("modality"), Modality.values, Modality.IMAGE)
+    scope = choice(request.GET.get("scope"), Scope.values, Scope.LEVEL3)
     k = _int(request.GET.get("k"), default=EVALUATION_K, low=1, high=200)
-    version = selectors.evaluation_version(modality=modality)
-    rows = selectors.judgement_precision_by_category(model_version=version, modality=modality, scope=scope, k=k)
+    version = evaluation_version(modality=modality)
+    rows = judgement_precision_by_category(model_version=version, modality=modality, scope=scope, k=k)
     judged = sum(row.judged for row in rows)
     similar = sum(row.similar for row in rows)
     auto_scope = scope if scope != Scope.LEVEL3 else Scope.LEVEL2
@@ -146,42 +141,37 @@ def precision_view(request: HttpRequest) -> HttpResponse:
     })
 
 
-@login_required
+@role_required(REVIEWER)
 @require_GET
 def precision_auto_view(request: HttpRequest) -> HttpResponse:
-    _require_reviewer(request)
-    modality = _choice(request.GET.get("modality"), Modality.values, Modality.IMAGE)
-    scope = _choice(request.GET.get("scope"), [Scope.GLOBAL, Scope.LEVEL2], Scope.GLOBAL)
+    modality = choice(request.GET.get("modality"), Modality.values, Modality.IMAGE)
+    scope = choice(request.GET.get("scope"), [Scope.GLOBAL, Scope.LEVEL2], Scope.GLOBAL)
     sample = _int(request.GET.get("sample"), default=200, low=10, high=2000)
     report = precision_same_category_compute(modality=modality, scope=scope, k=EVALUATION_K, sample_size=sample)
     template = "similarity/_precision_auto.html" if request.htmx else "similarity/precision_auto.html"
     return render(request, template, {"report": report, "rows": report.per_category[:25]})
 
 
-@login_required
+@role_required(REVIEWER)
 @require_GET
 def job_list_view(request: HttpRequest) -> HttpResponse:
-    _require_reviewer(request)
-    return render(request, "similarity/jobs.html", {"jobs": selectors.embedding_job_list(limit=50),
-                                                    "coverage": selectors.embedding_coverage()})
+    return render(request, "similarity/jobs.html", {"jobs": embedding_job_list(limit=50),
+                                                    "coverage": embedding_coverage()})
 
 
-@login_required
+@role_required(REVIEWER)
 @require_GET
 def job_progress_view(request: HttpRequest, job_id: int) -> HttpResponse:
-    _require_reviewer(request)
     job = get_object_or_404(EmbeddingJob.objects.defer("product_ids"), pk=job_id)
     if not request.htmx:
-        return render(request, "similarity/jobs.html", {"jobs": [job], "coverage": selectors.embedding_coverage()})
+        return render(request, "similarity/jobs.html", {"jobs": [job], "coverage": embedding_coverage()})
     response = render(request, "similarity/_job_row.html", {"job": job})
     return HttpResponseStopPolling(response.content) if job.is_finished else response
 
 
-@login_required
+@role_required(staff=True)
 @require_POST
 def job_start_view(request: HttpRequest) -> HttpResponse:
-    if not request.user.is_staff:
-        raise PermissionDenied("Only staff may start embedding jobs.")
     kind = request.POST.get("kind", "image")
     if kind == "text":
         embedding_job_start(kind="text", model_version="" if request.POST.get("refit") else None, user=request.user)

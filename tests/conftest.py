@@ -40,6 +40,24 @@ def _clear_cache():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _outbox_fresh(monkeypatch):
+    """Each test starts with the outbox willing to send at once (no back-off left by an earlier test)."""
+    monkeypatch.setattr("labelapp.common.dispatch._broker_down_until", 0.0)
+
+
+@pytest.fixture
+def sent_tasks(monkeypatch):
+    """Record what the outbox sends — (task name, kwargs), or (first task, canvas) — instead of publishing it."""
+    sent = []
+
+    def publish(message):
+        sent.append((message.task, message.canvas or message.kwargs))
+
+    monkeypatch.setattr("labelapp.common.dispatch._publish", publish)
+    return sent
+
+
 @pytest.fixture
 def make_user(db):
     from django.contrib.auth.models import Group, User

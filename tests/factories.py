@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import factory
 
-from labelapp.models import Category, Label, LegacyRule, Product, split_for
-from labelapp.services.categories import category_path_ensure
+from labelapp.catalogue.models import Category, Label, LegacyRule, Product, split_for
+from labelapp.catalogue.services.categories import category_path_ensure
 
 
 def category(path: str, *, exclusive: bool | None = None) -> Category:
@@ -48,7 +48,7 @@ class LabelFactory(factory.django.DjangoModelFactory):
 
 class LabellingRoundFactory(factory.django.DjangoModelFactory):
     class Meta:
-        model = "labelapp.LabellingRound"
+        model = "workflow.LabellingRound"
 
     number = factory.Sequence(lambda n: n + 1)
     strategy_mix = factory.LazyFunction(lambda: {"random": 1.0})
@@ -59,7 +59,7 @@ class LabellingRoundFactory(factory.django.DjangoModelFactory):
 
 class QueueItemFactory(factory.django.DjangoModelFactory):
     class Meta:
-        model = "labelapp.QueueItem"
+        model = "workflow.QueueItem"
 
     round = factory.SubFactory(LabellingRoundFactory)
     product = factory.SubFactory(ProductFactory)

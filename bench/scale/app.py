@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.scale.common import MemorySampler, log, loadavg, summarize
+from bench.scale.common import MemorySampler, loadavg, log, summarize
 from bench.scale.inproc import recall
 from bench.scale.pgload import COPY_HEADER, COPY_TRAILER, _ChunkReader
 from bench.scale.synth import Dataset
@@ -43,7 +42,8 @@ def _setup_django(dsn: str) -> None:
 
 def available() -> tuple[bool, str]:
     """Whether the real app has what the bench needs (models, selector, API route)."""
-    needed = [REPO / "similarity" / "models.py", REPO / "similarity" / "selectors.py", REPO / "similarity" / "apis.py"]
+    needed = [REPO / "similarity" / "models.py", REPO / "similarity" / "selectors" / "search.py",
+              REPO / "similarity" / "apis.py"]
     missing = [str(path.relative_to(REPO)) for path in needed if not path.exists()]
     if missing:
         return False, f"missing {', '.join(missing)}"
@@ -52,10 +52,10 @@ def available() -> tuple[bool, str]:
         from django.urls import NoReverseMatch, reverse
 
         reverse("api-product-similar", kwargs={"external_id": "x"})
-        from similarity import selectors  # noqa: F401
+        from similarity.selectors import search, similar
 
-        if not hasattr(selectors, "product_similar_list") or not hasattr(selectors, "embedding_nearest"):
-            return False, "similarity.selectors lacks product_similar_list / embedding_nearest"
+        if not hasattr(similar, "product_similar_list") or not hasattr(search, "embedding_nearest"):
+            return False, "similarity.selectors lacks similar.product_similar_list / search.embedding_nearest"
     except NoReverseMatch:
         return False, "URL 'api-product-similar' is not routed (config/urls.py)"
     except Exception as error:  # the app is being written concurrently: say why and carry on
@@ -80,7 +80,7 @@ def _master_of_level2() -> dict[str, str]:
 
 def _categories(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Ensure the category tree; return arrays mapping bench level2 / level3 ids to Category ids."""
-    from labelapp.services.categories import category_path_ensure
+    from labelapp.catalogue.services.categories import category_path_ensure
 
     master = _master_of_level2()
     cache: dict = {}
@@ -134,7 +134,7 @@ def load(ds: Dataset, *, heap_order: np.ndarray, meta, dsn: str, reuse: bool, mo
     from django.core.management import call_command
     from django.db import connection
 
-    from labelapp.models import Product
+    from labelapp.catalogue.models import Product
     from similarity.models import EmbeddingSpace, ImageEmbedding
 
     info: dict = {}
@@ -281,13 +281,14 @@ def run(*, ds: Dataset, rows: np.ndarray, queries: list[dict], truth: dict, res,
     from django.test import Client, override_settings
     from rest_framework.authtoken.models import Token
 
-    from similarity import selectors
+    from similarity.selectors.search import embedding_nearest, embedding_vector
+    from similarity.selectors.settings import similarity_settings
 
-    model_version = selectors.similarity_settings().model_version
+    model_version = similarity_settings().model_version
     facts["app_load"] = load(ds, heap_order=heap_order, meta=meta, dsn=dsn, reuse=args.reuse,
                              model_version=model_version, maintenance_work_mem=args.maintenance_work_mem,
                              parallel_workers=args.parallel_workers, storage=args.app_storage)
-    config = selectors.similarity_settings()
+    config = similarity_settings()
     facts["app_settings"] = {k: v for k, v in vars(config).items()} if hasattr(config, "__dict__") else str(config)
     user, _ = get_user_model().objects.get_or_create(username="bench-scale", defaults={"is_staff": True})
     if not user.is_staff:
@@ -336,15 +337,15 @@ def run(*, ds: Dataset, rows: np.ndarray, queries: list[dict], truth: dict, res,
                         extra={"strategies": strategies, "round_trips_per_request": float(np.median(trips)),
                                "sql_share_of_request": round(float(np.sum(sql_ms) / np.sum(total_ms)), 3)})
                 # the selector's SQL alone (candidate count + neighbour query), same queries
-                vectors = {q["pid"]: selectors.embedding_vector(kind="image", model_version=model_version,
-                                                                product_id=q["pid"]) for q in sample}
+                vectors = {q["pid"]: embedding_vector(kind="image", model_version=model_version,
+                                                      product_id=q["pid"]) for q in sample}
                 latencies, recalls, strategies = [], [], {}
                 for warm in (True, False):
                     for position, q in enumerate(sample):
                         category = None if scope == "global" else (
                             _category_of(q, scope, facts))
                         started = time.perf_counter()
-                        hits, trace = selectors.embedding_nearest(
+                        hits, trace = embedding_nearest(
                             kind="image", model_version=model_version, vector=vectors[q["pid"]], k=k, scope=scope,
                             category_id=category, exclude_product_id=q["pid"])
                         if not warm:
@@ -362,7 +363,7 @@ _CATEGORY_CACHE: dict = {}
 
 
 def _category_of(q: dict, scope: str, facts: dict) -> int:
-    from labelapp.models import Product
+    from labelapp.catalogue.models import Product
 
     key = (q["pid"], scope)
     if key not in _CATEGORY_CACHE:

@@ -26,7 +26,7 @@ def read_styles() -> list[dict[str, str]]:
 
 def cache_path() -> Path:
     sys.path.insert(0, str(REPO))
-    from similarity.core.embedder import MODEL_VERSION
+    from similarity.core.backbones import MODEL_VERSION
 
     return OUT / f"myntra_base_{MODEL_VERSION}.npz"
 

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from bench.scale.common import Meta, MemorySampler, connect, execute, log, scalar
+from bench.scale.common import MemorySampler, Meta, connect, execute, log, scalar
 from bench.scale.pgload import copy_rows
 from bench.scale.synth import Dataset
 

@@ -12,11 +12,12 @@ import numpy as np
 import tensorflow as tf
 
 from classifier.core.architectures import build_network, embedding_output
+from classifier.core.calibration import temperature_apply, temperature_fit
 from classifier.core.config import FeatureConfig, config_load, config_save
 from classifier.core.features import FeatureCache, build_preprocessor, frame_inputs, raw_inputs
 from classifier.core.frames import ProductFrame, Targets
+from classifier.core.names import OBJECTIVES
 
-OBJECTIVES = ("exclusive", "rule")
 FORMAT_VERSION = 1
 MODEL_FILE, CONFIG_FILE, META_FILE = "model.keras", "feature_config.toml", "classifier.json"
 
@@ -36,7 +37,8 @@ def objective_losses(objectives: Sequence[str]) -> dict[str, keras.losses.Loss]:
 
 
 def masked_targets(y: Targets, objectives: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Return per objective the Keras targets and sample weights float32 [n]: 0 where a product has no target.
+    """Return per objective the Keras targets and sample weights float32 [n]: 0 where a product has no target,
+    else the target's weight (exclusive: `y.exclusive_weight`; rule: 1).
 
     exclusive targets int32 [n] (unknown rows get class 0, weighted 0); rule targets float32 [n, R]
     (rows the rules never saw are zeroed, weighted 0, so even NaN there cannot leak into the loss).
@@ -45,7 +47,7 @@ def masked_targets(y: Targets, objectives: Sequence[str]) -> tuple[dict[str, np.
     if "exclusive" in objectives:
         known = y.exclusive >= 0
         targets["exclusive"] = np.where(known, y.exclusive, 0).astype(np.int32)
-        weights["exclusive"] = known.astype(np.float32)
+        weights["exclusive"] = (known * y.exclusive_weight).astype(np.float32)
     if "rule" in objectives:
         targets["rule"] = np.where(y.rule_known[:, None], np.nan_to_num(y.rule), 0).astype(np.float32)
         weights["rule"] = y.rule_known.astype(np.float32)
@@ -57,7 +59,7 @@ class ProductClassifier:
 
     Parameters are stored as given and validated in `fit`. Fitted attributes: `model_` (end-to-end Keras
     model on raw inputs), `config_` (the config with fitted vocabulary sizes), `classes_`, `rule_classes_`,
-    `history_` (per-epoch losses).
+    `history_` (per-epoch losses), `temperature_` (the exclusive head's calibration, 1.0 until `calibrate`).
     """
 
     prediction_batch_size = 2048
@@ -144,7 +146,25 @@ class ProductClassifier:
         self.classes_ = np.asarray(y.classes if "exclusive" in objectives else (), dtype=object)
         self.rule_classes_ = np.asarray(y.rule_classes if "rule" in objectives else (), dtype=object)
         self.history_ = {name: [float(value) for value in values] for name, values in history.history.items()}
+        self.temperature_ = 1.0
         self._embedding_model = None
+        return self
+
+    def calibrate(self, X: ProductFrame, y: Targets, *, weights: np.ndarray | None = None) -> "ProductClassifier":
+        """Fit the exclusive head's temperature on held-out products X with exclusive targets y (weights [n]).
+
+        Products without an exclusive target (-1) are ignored; with none left the temperature stays 1.0.
+        """
+        known = np.asarray(y.exclusive) >= 0
+        self.temperature_ = 1.0
+        if known.any() and len(self.classes_):
+            position = {str(c): i for i, c in enumerate(self.classes_)}
+            truth = np.array([position.get(str(y.classes[t]), -1) for t in np.asarray(y.exclusive)[known]])
+            seen = truth >= 0  # a class the model never trained on cannot be calibrated for
+            if seen.any():
+                proba = self.predict_proba(X.take(np.flatnonzero(known)))["exclusive"]
+                w = None if weights is None else np.asarray(weights)[known][seen]
+                self.temperature_ = temperature_fit(proba[seen], truth[seen], weights=w)
         return self
 
     def predict_proba(self, X: ProductFrame, *, batch_size: int | None = None) -> dict[str, np.ndarray]:
@@ -153,7 +173,11 @@ class ProductClassifier:
         heads = {name: int(tensor.shape[-1]) for name, tensor in model.output.items()}
         if len(X) == 0:
             return {head: np.zeros((0, width), np.float32) for head, width in heads.items()}
-        return _predict_in_batches(model, frame_inputs(X, self.config_), batch_size or self.prediction_batch_size)
+        proba = _predict_in_batches(model, frame_inputs(X, self.config_), batch_size or self.prediction_batch_size)
+        temperature = getattr(self, "temperature_", 1.0)
+        if "exclusive" in proba and temperature != 1.0:
+            proba["exclusive"] = temperature_apply(proba["exclusive"], temperature)
+        return proba
 
     def predict(self, X: ProductFrame) -> np.ndarray:
         """Return the most probable exclusive class of each product, object [n]."""
@@ -186,7 +210,8 @@ class ProductClassifier:
         params = {name: value for name, value in self.get_params().items() if name != "config"}
         params["objectives"] = list(params["objectives"])
         meta = {"format_version": FORMAT_VERSION, "keras_version": keras.__version__, "params": params,
-                "classes": [str(c) for c in self.classes_], "rule_classes": [str(c) for c in self.rule_classes_]}
+                "classes": [str(c) for c in self.classes_], "rule_classes": [str(c) for c in self.rule_classes_],
+                "temperature": float(getattr(self, "temperature_", 1.0))}
         (directory / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
     @classmethod
@@ -204,6 +229,7 @@ class ProductClassifier:
         classifier.classes_ = np.asarray(meta["classes"], dtype=object)
         classifier.rule_classes_ = np.asarray(meta["rule_classes"], dtype=object)
         classifier.history_ = None
+        classifier.temperature_ = float(meta.get("temperature", 1.0))
         classifier._embedding_model = None
         return classifier
 

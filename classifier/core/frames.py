@@ -94,7 +94,9 @@ class ProductFrame:
 class Targets:
     """What each product should be, per objective; a product may have no target for an objective.
 
-    exclusive: int [n] index into `classes`, -1 where no human label is known.
+    exclusive: int [n] index into `classes`, -1 where no target is known.
+    exclusive_weight: float [n] how much each exclusive target counts in the loss (default 1): a human label
+    weighs 1, a weak target (a legacy rule's or the feed's category) the measured precision of its source.
     rule: 0/1 [n, len(rule_classes)] categories the rules assign; `rule_known` bool [n] is False for
     products the rules never saw (their `rule` row is ignored).
     """
@@ -104,6 +106,7 @@ class Targets:
     rule: np.ndarray | None = None
     rule_known: np.ndarray | None = None
     rule_classes: Sequence[str] = ()
+    exclusive_weight: np.ndarray | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
@@ -113,6 +116,11 @@ class Targets:
             if exclusive.size and (exclusive.min() < -1 or exclusive.max() >= len(self.classes)):
                 raise ValueError(f"exclusive targets must lie in [-1, {len(self.classes)})")
             object.__setattr__(self, "exclusive", exclusive)
+            weight = (np.ones(len(exclusive), np.float32) if self.exclusive_weight is None
+                      else np.asarray(self.exclusive_weight, dtype=np.float32).reshape(len(exclusive)))
+            if weight.size and (weight.min() < 0 or not np.isfinite(weight).all()):
+                raise ValueError("exclusive weights must be finite and ≥ 0")
+            object.__setattr__(self, "exclusive_weight", weight)
         if self.rule is not None:
             rule = np.asarray(self.rule, dtype=np.float32)
             if rule.ndim != 2 or rule.shape[1] != len(self.rule_classes):
@@ -133,6 +141,7 @@ class Targets:
         return dataclasses.replace(
             self,
             exclusive=None if self.exclusive is None else self.exclusive[indices],
+            exclusive_weight=None if self.exclusive_weight is None else self.exclusive_weight[indices],
             rule=None if self.rule is None else self.rule[indices],
             rule_known=None if self.rule_known is None else self.rule_known[indices],
         )

@@ -48,19 +48,9 @@ def simulate(*, X: ProductFrame, y: np.ndarray, classes: Sequence[str], X_test: 
     """
     y = np.asarray(y, dtype=np.int64)
     classes = tuple(str(c) for c in classes)
-    mix = {strategy: batch_size} if isinstance(strategy, str) else dict(strategy)
-    counts = mix_counts(mix, batch_size=batch_size)
-    unknown = set(counts) - set(STRATEGIES)
-    if unknown:
-        raise ValueError(f"unknown sampling strategies {sorted(unknown)}; choose among {sorted(STRATEGIES)}")
-    # Random scores read only the pool's size: a pool of random picks is never predicted.
-    needs = {need for part, count in counts.items() if count and not STRATEGIES[part].random
-             for need in STRATEGIES[part].needs}
-    if "ancestors" in needs and ancestors is None:
-        raise ValueError("a tree strategy needs ancestors")
+    label, counts, needs = _strategy_plan(strategy, batch_size=batch_size, ancestors=ancestors, name=name)
     if not 0 < seed_size <= len(X) or len(y) != len(X):
         raise ValueError(f"seed_size must be in (0, {len(X)}] and y must have one class per product of X")
-    label = name or (strategy if isinstance(strategy, str) else "+".join(f"{k}:{v}" for k, v in mix.items()))
 
     rng = np.random.default_rng(random_state)
     labelled = np.zeros(len(X), bool)
@@ -95,6 +85,23 @@ def simulate(*, X: ProductFrame, y: np.ndarray, classes: Sequence[str], X_test: 
         if progress is not None:
             progress(record)
     return records
+
+
+def _strategy_plan(strategy: str | Mapping[str, int | float], *, batch_size: int, ancestors: Ancestors | None,
+                   name: str | None) -> tuple[str, dict[str, int], set[str]]:
+    """Return (record label, batch count per strategy, the inputs the strategies need); raise on a bad mix."""
+    mix = {strategy: batch_size} if isinstance(strategy, str) else dict(strategy)
+    counts = mix_counts(mix, batch_size=batch_size)
+    unknown = set(counts) - set(STRATEGIES)
+    if unknown:
+        raise ValueError(f"unknown sampling strategies {sorted(unknown)}; choose among {sorted(STRATEGIES)}")
+    # Random scores read only the pool's size: a pool of random picks is never predicted.
+    needs = {need for part, count in counts.items() if count and not STRATEGIES[part].random
+             for need in STRATEGIES[part].needs}
+    if "ancestors" in needs and ancestors is None:
+        raise ValueError("a tree strategy needs ancestors")
+    label = name or (strategy if isinstance(strategy, str) else "+".join(f"{k}:{v}" for k, v in mix.items()))
+    return label, counts, needs
 
 
 def labels_to_reach(curve: Iterable[tuple[int, float]], target_accuracy: float) -> int | None:
@@ -146,6 +153,7 @@ def curves_to_csv(path: str | Path, results: Iterable[Mapping]) -> None:
 def curves_plot_png(path: str | Path, results: Iterable[Mapping], title: str) -> None:
     """Draw test accuracy against labels, mean ± std across repeats per strategy, to a PNG file."""
     # The object API with the Agg canvas: no pyplot, so no global backend and no display is ever touched.
+    # lazy: matplotlib takes ~0.4 s to import and only this PNG needs it; the simulation itself is NumPy only.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

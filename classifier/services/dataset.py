@@ -1,9 +1,12 @@
 """Training and evaluation data from the database, as the classifier core's ProductFrame and Targets.
 
-Targets: a product's exclusive target is its current human label (the newest Label; "none fits" is no target);
-its rule-based targets are the categories its RuleLabels name (positive-only; a product no rule fired on has no
-rule target). Splits: the fixed dev split trains (a hash-chosen tenth of it is the validation slice for early
-stopping and threshold tuning), the test split only evaluates.
+Targets: a product's exclusive target is its current human label (the newest Label; "none fits" is no target),
+weight 1. A dev product without one may get a weak exclusive target from the legacy system (`weak_targets_read`):
+the exclusive category its rules name when they name exactly one, or its feed category when that is exclusive,
+weighted by the measured precision of that source (SourceTrust; the source with the higher estimate wins when
+they disagree). Its rule-based targets are the categories its RuleLabels name (positive-only; a product no rule
+fired on has no rule target). Splits: the fixed dev split trains (a hash-chosen tenth of it is the validation
+slice for early stopping, calibration and threshold tuning), the test split only evaluates — on human labels only.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 from django.db import connection
 
 from classifier.core.frames import ProductFrame, Targets
-from labelapp.models import Category, Label, Product, RuleLabel, Split
+from labelapp.catalogue.models import Category, Label, Product, RuleLabel, SourceTrust, Split, TrustKind
 from similarity.models import IMAGE_DIM, ImageEmbedding
 
 PRODUCT_FIELDS = ("id", "source", "external_id", "title", "description", "brand", "category_path", "gender",
@@ -25,29 +28,41 @@ PRODUCT_FIELDS = ("id", "source", "external_id", "title", "description", "brand"
 
 @dataclass
 class CatalogueTargets:
-    """Who has which target: product id → exclusive category id, product id → rule category ids."""
+    """Who has which target: product id → exclusive category id, product id → rule category ids.
+
+    `weak` maps dev products without a human label to (category id, weight, source) from the legacy system.
+    """
 
     exclusive: dict[int, int]
     exclusive_strategy: dict[int, str]
     rule: dict[int, set[int]]
     classes: list[int] = field(default_factory=list)
     rule_classes: list[int] = field(default_factory=list)
+    weak: dict[int, tuple[int, float, str]] = field(default_factory=dict)
 
 
 @dataclass
 class LabelledSet:
-    """Products with their features and targets; `product_ids` int64 [n] in frame order."""
+    """Products with their features and targets; `product_ids` int64 [n] in frame order; `human` bool [n]: the
+    exclusive target is a human label (not a weak one)."""
 
     product_ids: np.ndarray
     frame: ProductFrame
     targets: Targets
+    human: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.human is None:
+            self.human = np.asarray(self.targets.exclusive >= 0 if self.targets.exclusive is not None
+                                    else np.zeros(len(self.product_ids), bool))
 
     def __len__(self) -> int:
         return len(self.product_ids)
 
     def take(self, mask_or_indices) -> "LabelledSet":
         indices = np.flatnonzero(mask_or_indices) if np.asarray(mask_or_indices).dtype == bool else mask_or_indices
-        return LabelledSet(self.product_ids[indices], self.frame.take(indices), self.targets.take(indices))
+        return LabelledSet(self.product_ids[indices], self.frame.take(indices), self.targets.take(indices),
+                           self.human[indices])
 
 
 def is_validation(*, source: str, external_id: str) -> bool:
@@ -56,12 +71,13 @@ def is_validation(*, source: str, external_id: str) -> bool:
     return int.from_bytes(digest[:8], "big") // 10 % 10 == 0
 
 
-def catalogue_targets_read() -> CatalogueTargets:
-    """Return every product's current exclusive label and rule categories, and the class lists of both heads.
+def catalogue_targets_read(*, weak: bool = True) -> CatalogueTargets:
+    """Return every product's current exclusive label and rule categories, the weak targets (with `weak`) and
+    the class lists of both heads.
 
     The current label is the newest one not taken back (undo).
-    Exclusive classes are the categories that carry a human label anywhere (dev or test), so a test product
-    labelled with a class nobody labelled in dev still counts as an error, not as a skipped product.
+    Exclusive classes are the categories that carry a human label anywhere (dev or test) or a weak target, so a
+    test product labelled with a class nobody labelled in dev still counts as an error, not as a skipped product.
     """
     with connection.cursor() as cursor:
         cursor.execute(
@@ -74,10 +90,61 @@ def catalogue_targets_read() -> CatalogueTargets:
     for product_id, category_id in RuleLabel.objects.values_list("product_id", "category_id").distinct().iterator(
             chunk_size=20000):
         rule.setdefault(product_id, set()).add(category_id)
-    classes = sorted(set(exclusive.values()))
+    weak_targets = weak_targets_read(exclude=[product_id for product_id, *_ in rows]) if weak else {}
+    classes = sorted(set(exclusive.values()) | {category_id for category_id, *_ in weak_targets.values()})
     rule_classes = sorted({category_id for categories in rule.values() for category_id in categories})
     return CatalogueTargets(exclusive=exclusive, exclusive_strategy=strategies, rule=rule, classes=classes,
-                            rule_classes=rule_classes)
+                            rule_classes=rule_classes, weak=weak_targets)
+
+
+PRIOR_PRECISION = 0.5
+"""A source nobody measured yet: the mean of a uniform prior on its precision (Beta(1, 1)), not a tuned number."""
+
+
+def _trust_lookup() -> tuple[dict[int, float], float | None, dict[tuple[str, int], float], dict[str, float]]:
+    """Return the measured precisions: per rule, of all rules, per (feed source, feed category), per feed source."""
+    rules, pooled, feeds, sources = {}, None, {}, {}
+    for kind, rule_id, source, category_id, precision in SourceTrust.objects.exclude(precision=None).values_list(
+            "kind", "rule_id", "source", "category_id", "precision"):
+        if kind == TrustKind.RULE:
+            rules[rule_id] = precision
+        elif kind == TrustKind.RULES:
+            pooled = precision
+        elif kind == TrustKind.FEED:
+            feeds[(source, category_id)] = precision
+        else:
+            sources[source] = precision
+    return rules, pooled, feeds, sources
+
+
+def weak_targets_read(*, exclude: Iterable[int] = ()) -> dict[int, tuple[int, float, str]]:
+    """Return dev product id → (exclusive category id, weight, "rule" | "feed") from the legacy system.
+
+    Rules count when the exclusive categories they name for the product are exactly one; the weight is the most
+    precise such rule's measured precision. The feed counts when its category is exclusive, weighted by the
+    feed category's (else the source's) precision. Unmeasured sources weigh PRIOR_PRECISION. Products in
+    `exclude` (those with a human label) get none.
+    """
+    excluded = set(exclude)
+    rules, pooled, feeds, sources = _trust_lookup()
+    exclusive = set(Category.objects.filter(is_exclusive=True).values_list("id", flat=True))
+    by_product: dict[int, dict[int, float]] = {}
+    dev = Product.objects.filter(split=Split.DEV)
+    for product_id, category_id, rule_id in RuleLabel.objects.filter(product__in=dev).values_list(
+            "product_id", "category_id", "rule_id").iterator(chunk_size=20000):
+        if category_id in exclusive and product_id not in excluded:
+            named = by_product.setdefault(product_id, {})
+            named[category_id] = max(named.get(category_id, 0.0), rules.get(rule_id, pooled or PRIOR_PRECISION))
+    weak = {product_id: (*max(named.items(), key=lambda item: item[1]), "rule")
+            for product_id, named in by_product.items() if len(named) == 1}
+    for product_id, source, category_id in dev.filter(feed_category__is_exclusive=True).values_list(
+            "id", "source", "feed_category_id").iterator(chunk_size=20000):
+        if product_id in excluded:
+            continue
+        weight = feeds.get((source, category_id), sources.get(source, PRIOR_PRECISION))
+        if product_id not in weak or weight > weak[product_id][1]:
+            weak[product_id] = (category_id, weight, "feed")
+    return weak
 
 
 def class_ancestors(category_ids: Sequence[int]) -> dict[int, list[int]]:
@@ -149,16 +216,31 @@ def product_row_chunks(*, chunk_size: int) -> Iterator[list[dict]]:
         last_id = chunk[-1]["id"]
 
 
+def _exclusive_target(product_id: int, targets: CatalogueTargets, weak: bool) -> tuple[int | None, float]:
+    if product_id in targets.exclusive:
+        return targets.exclusive[product_id], 1.0
+    if weak and product_id in targets.weak:
+        category_id, weight, _ = targets.weak[product_id]
+        return category_id, weight
+    return None, 0.0
+
+
 def labelled_set_build(*, rows: Sequence[dict], targets: CatalogueTargets, objectives: Sequence[str],
-                       image_model_version: str, image: bool) -> LabelledSet:
-    """Return the products of `rows` that have a target for one of `objectives`, with features and targets."""
+                       image_model_version: str, image: bool, weak: bool = False) -> LabelledSet:
+    """Return the products of `rows` that have a target for one of `objectives`, with features and targets.
+
+    With `weak`, products without a human label may take their weak exclusive target (training rows only: the
+    test set is judged on human labels).
+    """
     wanted = [row for row in rows
-              if ("exclusive" in objectives and row["id"] in targets.exclusive)
+              if ("exclusive" in objectives and (row["id"] in targets.exclusive or (weak and row["id"] in targets.weak)))
               or ("rule" in objectives and row["id"] in targets.rule)]
     class_index = {category_id: index for index, category_id in enumerate(targets.classes)}
     rule_index = {category_id: index for index, category_id in enumerate(targets.rule_classes)}
-    exclusive = np.array([class_index[targets.exclusive[row["id"]]] if row["id"] in targets.exclusive else -1
-                          for row in wanted], dtype=np.int64)
+    chosen = [_exclusive_target(row["id"], targets, weak and "exclusive" in objectives) for row in wanted]
+    exclusive = np.array([class_index[category_id] if category_id is not None else -1 for category_id, _ in chosen],
+                         dtype=np.int64)
+    weights = np.array([weight for _, weight in chosen], dtype=np.float32)
     rule = np.zeros((len(wanted), len(targets.rule_classes)), np.float32)
     rule_known = np.zeros(len(wanted), bool)
     for position, row in enumerate(wanted):
@@ -170,7 +252,9 @@ def labelled_set_build(*, rows: Sequence[dict], targets: CatalogueTargets, objec
         product_ids=np.array([row["id"] for row in wanted], dtype=np.int64),
         frame=products_frame(rows=wanted, image_model_version=image_model_version, image=image),
         targets=Targets(exclusive=exclusive, classes=[str(c) for c in targets.classes], rule=rule,
-                        rule_known=rule_known, rule_classes=[str(c) for c in targets.rule_classes]),
+                        rule_known=rule_known, rule_classes=[str(c) for c in targets.rule_classes],
+                        exclusive_weight=weights),
+        human=np.array([row["id"] in targets.exclusive for row in wanted], dtype=bool),
     )
 
 

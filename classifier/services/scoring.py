@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from classifier.core.estimator import ProductClassifier
 from classifier.models import ModelVersion
 from classifier.services.dataset import class_ancestors, product_rows, products_frame
 
@@ -25,8 +26,6 @@ class ArtefactMissing(RuntimeError):
 
 def classifier_load(*, version: ModelVersion):
     """Return the version's ProductClassifier, loaded once per process (a small LRU of recent versions)."""
-    from classifier.core.estimator import ProductClassifier
-
     if not version.artefact_path:
         raise ArtefactMissing(f"model version {version.name} has no artefact (pruned)")
     key = (version.id, version.artefact_path)

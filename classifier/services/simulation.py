@@ -15,9 +15,16 @@ import numpy as np
 from django.conf import settings
 from django.utils import timezone
 
+from classifier.core.architectures import config_for_architecture
+from classifier.core.config import FeatureConfig, config_loads
+from classifier.core.estimator import ProductClassifier
+from classifier.core.frames import ProductFrame, Targets
+from classifier.core.sampling import STRATEGIES
+from classifier.core.simulation import curves_plot_png, curves_to_csv, simulate, summarise
 from classifier.services.dataset import catalogue_targets_read, class_ancestors, dev_test_rows, products_frame
-from classifier.services.training import classifier_settings
-from labelapp.models import Product
+from classifier.services.runs import classifier_settings
+from labelapp.catalogue.models import Product
+from similarity.selectors.settings import similarity_settings
 
 ORACLES = ("labels", "feed")
 
@@ -56,32 +63,68 @@ def simulation_run(*, strategies: Sequence[str], rounds: int, batch_size: int, s
     oracle "labels": the products' current human labels are the truth (products without one are left out);
     "feed": the feed category where it is an exclusive category (a trusted catalogue such as Myntra).
     """
-    from classifier.core.architectures import config_for_architecture
-    from classifier.core.config import config_loads
-    from classifier.core.estimator import ProductClassifier
-    from classifier.core.frames import Targets
-    from classifier.core.sampling import STRATEGIES
-    from classifier.core.simulation import curves_plot_png, curves_to_csv, simulate, summarise
-
     if oracle not in ORACLES:
         raise ValueError(f"oracle must be one of {ORACLES}")
-    parsed = [strategy_parse(text) for text in strategies]
-    for strategy in parsed:
-        names = [strategy] if isinstance(strategy, str) else list(strategy)
-        unknown = set(names) - set(STRATEGIES)
-        if unknown:
-            raise ValueError(f"unknown strategies {sorted(unknown)}; choose among {sorted(STRATEGIES)}")
+    parsed = _strategies_parse(strategies)
     if set(objectives) - {"exclusive", "rule"} or "exclusive" not in objectives:
         raise ValueError("objectives must be exclusive or exclusive,rule")
     defaults = classifier_settings()
     architecture = architecture or defaults["architecture"]
     config_text = feature_config if feature_config is not None else defaults["feature_config"].read_text("utf-8")
     config = config_for_architecture(config_loads(config_text), architecture)
+    pool = _pool_build(oracle=oracle, config=config, objectives=objectives, seed_size=seed_size,
+                       batch_size=batch_size)
+    epochs_for = epochs or defaults["epochs"]
+
+    def make_classifier(n_labelled: int) -> ProductClassifier:
+        return ProductClassifier(config=config, architecture=architecture, objectives=tuple(objectives),
+                                 epochs=epochs_for, batch_size=min(defaults["batch_size"], max(16, n_labelled // 4)),
+                                 learning_rate=defaults["learning_rate"], validation_fraction=0.0, random_state=0)
+
+    ancestors = class_ancestors(pool.classes)
+    records = []
+    for strategy in parsed:
+        for seed in range(repeats):
+            records += simulate(X=pool.X, y=pool.y, classes=[str(c) for c in pool.classes], X_test=pool.X_test,
+                                y_test=pool.y_test, strategy=strategy, rounds=rounds, batch_size=batch_size,
+                                seed_size=seed_size, make_classifier=make_classifier,
+                                rule_targets=pool.rule_targets, ancestors=ancestors, diversity=diversity,
+                                random_state=seed, progress=progress)
+    csv_path, png_path = _curves_write(records, out_dir=out_dir, title=(
+        f"Active learning on the catalogue ({'+'.join(objectives)}, {architecture}, "
+        f"{repeats} seed{'s' * (repeats > 1)})"), objectives=objectives)
+    return SimulationOutcome(records=records, summary=summarise(records), csv_path=csv_path, png_path=png_path,
+                             pool=len(pool.y), test=len(pool.y_test), classes=len(pool.classes))
+
+
+def _strategies_parse(strategies: Sequence[str]) -> list[str | dict[str, float]]:
+    """Return the parsed strategies (names or mixes); raise ValueError naming any unknown strategy."""
+    parsed = [strategy_parse(text) for text in strategies]
+    for strategy in parsed:
+        names = [strategy] if isinstance(strategy, str) else list(strategy)
+        unknown = set(names) - set(STRATEGIES)
+        if unknown:
+            raise ValueError(f"unknown strategies {sorted(unknown)}; choose among {sorted(STRATEGIES)}")
+    return parsed
+
+
+@dataclass
+class _Pool:
+    """The products the oracle knows: dev (the pool to label) and test, as frames and class indices [n]."""
+
+    X: ProductFrame
+    y: np.ndarray
+    X_test: ProductFrame
+    y_test: np.ndarray
+    classes: list[int]
+    rule_targets: Targets | None
+
+
+def _pool_build(*, oracle: str, config: FeatureConfig, objectives: Sequence[str], seed_size: int,
+                batch_size: int) -> _Pool:
+    """Return the oracle's dev and test products; raise ValueError when there are too few for the rounds."""
     image = any(spec.kind == "dense" for spec in config.fields)
-    from similarity.selectors import similarity_settings
-
     image_version = similarity_settings().model_version if image else ""
-
     truth = _oracle(oracle)
     dev, test = dev_test_rows()
     dev = [row for row in dev if row["id"] in truth]
@@ -92,42 +135,32 @@ def simulation_run(*, strategies: Sequence[str], rounds: int, batch_size: int, s
     classes = sorted({truth[row["id"]] for row in dev + test})
     index = {category_id: position for position, category_id in enumerate(classes)}
     X, X_test = (products_frame(rows=rows, image_model_version=image_version, image=image) for rows in (dev, test))
-    y = np.array([index[truth[row["id"]]] for row in dev])
-    y_test = np.array([index[truth[row["id"]]] for row in test])
-    rule_targets = None
-    if "rule" in objectives:
-        targets = catalogue_targets_read()
-        rule_index = {category_id: j for j, category_id in enumerate(targets.rule_classes)}
-        rule = np.zeros((len(dev), len(rule_index)), np.float32)
-        for i, row in enumerate(dev):
-            for category_id in targets.rule.get(row["id"], ()):
-                rule[i, rule_index[category_id]] = 1.0
-        rule_targets = Targets(rule=rule, rule_known=rule.any(axis=1),
-                               rule_classes=[str(c) for c in targets.rule_classes])
-    epochs_for = epochs or defaults["epochs"]
+    return _Pool(X=X, y=np.array([index[truth[row["id"]]] for row in dev]), X_test=X_test,
+                 y_test=np.array([index[truth[row["id"]]] for row in test]), classes=classes,
+                 rule_targets=_rule_targets(dev) if "rule" in objectives else None)
 
-    def make_classifier(n_labelled: int):
-        return ProductClassifier(config=config, architecture=architecture, objectives=tuple(objectives),
-                                 epochs=epochs_for, batch_size=min(defaults["batch_size"], max(16, n_labelled // 4)),
-                                 learning_rate=defaults["learning_rate"], validation_fraction=0.0, random_state=0)
 
-    records = []
-    for strategy in parsed:
-        for seed in range(repeats):
-            records += simulate(X=X, y=y, classes=[str(c) for c in classes], X_test=X_test, y_test=y_test,
-                                strategy=strategy, rounds=rounds, batch_size=batch_size, seed_size=seed_size,
-                                make_classifier=make_classifier, rule_targets=rule_targets,
-                                ancestors=class_ancestors(classes), diversity=diversity, random_state=seed,
-                                progress=progress)
+def _rule_targets(dev: list[dict]) -> Targets:
+    """Return the legacy rules' labels of the dev products, for the rule head (known for the whole pool)."""
+    targets = catalogue_targets_read()
+    rule_index = {category_id: j for j, category_id in enumerate(targets.rule_classes)}
+    rule = np.zeros((len(dev), len(rule_index)), np.float32)
+    for i, row in enumerate(dev):
+        for category_id in targets.rule.get(row["id"], ()):
+            rule[i, rule_index[category_id]] = 1.0
+    return Targets(rule=rule, rule_known=rule.any(axis=1), rule_classes=[str(c) for c in targets.rule_classes])
+
+
+def _curves_write(records: list[dict], *, out_dir: Path | None, title: str,
+                  objectives: Sequence[str]) -> tuple[Path, Path]:
+    """Write the records as a CSV and their curves as a PNG (default folder ARTEFACT_ROOT/simulations)."""
     out_dir = out_dir or Path(settings.ARTEFACT_ROOT) / "simulations"
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"simulation-{timezone.now():%Y%m%d-%H%M%S}-{'+'.join(objectives)}"
     csv_path, png_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.png"
     curves_to_csv(csv_path, records)
-    curves_plot_png(png_path, records, title=f"Active learning on the catalogue ({'+'.join(objectives)}, "
-                                              f"{architecture}, {repeats} seed{'s' * (repeats > 1)})")
-    return SimulationOutcome(records=records, summary=summarise(records), csv_path=csv_path, png_path=png_path,
-                             pool=len(dev), test=len(test), classes=len(classes))
+    curves_plot_png(png_path, records, title=title)
+    return csv_path, png_path
 
 
 def _oracle(oracle: str) -> Mapping[int, int]:

@@ -1,8 +1,3 @@
-"""Writes and workflows of the similarity app, split by sub-domain.
-
-The hooks other apps call are re-exported here: `embeddings_refresh_after_import`, `embeddings_sync_categories`.
-"""
-
-from similarity.services.embeddings import embeddings_refresh_after_import, embeddings_sync_categories
-
-__all__ = ["embeddings_refresh_after_import", "embeddings_sync_categories"]
+"""Writes and workflows of the similarity app, split by job: jobs (queue), embeddings (run image jobs, worker
+only), text (run text jobs), job_chunks (what both runs share), category_copies (keep the vectors' category columns
+current), spaces, neighbours, evaluation."""

@@ -1,7 +1,10 @@
-"""Writing image vectors: embedding jobs, their chunks, category copies and the spaces' generations.
+"""Writing image vectors: running embedding jobs, their chunks, pruning old versions.
 
-    job = embedding_job_start(product_ids=[...])      # queued; its task is sent when the transaction commits
+    job = embedding_job_start(product_ids=[...])      # similarity.services.jobs: queued, sent on commit
     embedding_job_execute(job_id=job.id)              # what the task (or `manage.py embed_images`) runs
+
+Worker-only: it builds the image embedder (TensorFlow) on first use, so nothing the web process imports may
+import it (import-linter); queueing jobs and syncing category copies live in `jobs` and `category_copies`.
 
 A job walks the products with an image in id order, in chunks of SIMILARITY_JOB_CHUNK_SIZE. Each chunk is one
 transaction: its vectors, its failures, the job's counters and the space's generation bump commit together,
@@ -24,20 +27,18 @@ import os
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import timedelta
 
-import numpy as np
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
-from django.db.models import F, QuerySet
-from django.db.models.expressions import RawSQL
+from django.db.models import F
 from django.utils import timezone
-from pgvector import HalfVector
 
-from labelapp.models import Product
+from labelapp.catalogue.models import Product
+from similarity.core.backbones import BACKBONES
+from similarity.core.embedder import EmbeddingResult, ImageEmbedder
 from similarity.models import (
     EmbeddingFailure,
     EmbeddingJob,
@@ -46,40 +47,13 @@ from similarity.models import (
     ImageEmbedding,
     JobStatus,
     NeighbourCache,
-    TextEmbedding,
 )
-from similarity.selectors import similarity_settings, text_model_version_active
+from similarity.selectors.settings import similarity_settings
+from similarity.services.job_chunks import JobProgress, halfvec_texts, job_product_chunks, job_product_ids
+from similarity.services.spaces import embedding_space_ensure, embedding_spaces_bump
+from similarity.services.text import text_job_run
 
 logger = logging.getLogger(__name__)
-
-JobProgress = Callable[[EmbeddingJob], None]
-"""Called with the job (counters refreshed) after each committed chunk."""
-
-SYNC_CHUNK = 10_000
-
-
-class _HalfVectorText(HalfVector):
-    """A vector already in pgvector's text form: HalfVectorField sends `to_text()` as it is."""
-
-    def __init__(self, text: str) -> None:  # noqa: D107  (no parent __init__: nothing else is needed)
-        self._text = text
-
-    def to_text(self) -> str:
-        return self._text
-
-
-def halfvec_texts(vectors: np.ndarray) -> list[HalfVector]:
-    """Format float32 [n, d] rows for halfvec columns.
-
-    Five significant digits give back every float16 exactly, in half the characters of pgvector's own formatting,
-    and one C-level `%` per row is twice as fast (0.3 against 0.6 ms per 1280-d row): the write of a chunk is on
-    the embedding job's critical path.
-    """
-    if not len(vectors):
-        return []
-    template = "[" + ",".join(["%.5g"] * vectors.shape[1]) + "]"
-    return [_HalfVectorText(template % tuple(row))
-            for row in np.asarray(vectors, dtype=np.float16).astype(np.float64).tolist()]
 
 
 class UnknownModelVersion(ValueError):
@@ -95,8 +69,6 @@ _EMBEDDERS_LOCK = threading.Lock()
 
 def image_embedder_get(*, model_version: str, batch_size: int | None = None, workers: int | None = None):
     """Return the process's ImageEmbedder for a model version, building it on first use."""
-    from similarity.core.embedder import BACKBONES, ImageEmbedder
-
     backbone = next((name for name, config in BACKBONES.items() if config.model_version == model_version), None)
     if backbone is None:
         known = ", ".join(config.model_version for config in BACKBONES.values())
@@ -107,77 +79,6 @@ def image_embedder_get(*, model_version: str, batch_size: int | None = None, wor
         if key not in _EMBEDDERS:
             _EMBEDDERS[key] = ImageEmbedder(backbone=backbone, batch_size=key[1], workers=key[2])
         return _EMBEDDERS[key]
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Spaces and generations
-
-
-def embedding_space_ensure(*, model_version: str, kind: str, dim: int, artefact: str = "") -> EmbeddingSpace:
-    """Return the space of a model version, creating it on first write."""
-    space, created = EmbeddingSpace.objects.get_or_create(
-        model_version=model_version, defaults={"kind": kind, "dim": dim, "artefact": artefact}
-    )
-    if not created and (space.kind != kind or space.dim != dim):
-        raise ValueError(f"model version {model_version!r} is a {space.kind} space of dim {space.dim}, "
-                         f"not {kind} of dim {dim}")
-    if artefact and space.artefact != artefact:
-        EmbeddingSpace.objects.filter(pk=space.pk).update(artefact=artefact)
-        space.artefact = artefact
-    return space
-
-
-def embedding_spaces_bump(*, model_versions: Iterable[str]) -> None:
-    """Bump the generation of the spaces (in the caller's transaction): cached answers over them expire."""
-    versions = sorted(set(model_versions))
-    if versions:
-        EmbeddingSpace.objects.filter(model_version__in=versions).update(
-            generation=F("generation") + 1, updated_at=timezone.now()
-        )
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Jobs
-
-
-def embedding_job_start(*, product_ids: Iterable[int] | None = None, model_version: str | None = None,
-                        force: bool = False, kind: str = EmbeddingKind.IMAGE, user=None, enqueue: bool = True,
-                        coalesce: bool = False) -> EmbeddingJob:
-    """Queue a job embedding the products' new or changed images (kind=image) or titles (kind=text).
-
-    `product_ids=None` means every product. `model_version` defaults to SIMILARITY_MODEL_VERSION for images
-    and to the active text model for text ("" for text fits a new text model). With `coalesce`, ids are added to
-    a job of the same kind and version that is still queued, if there is one (so an import calling this per
-    batch queues one job, not hundreds). The task is sent when the caller's transaction commits.
-    """
-    from similarity.tasks import embedding_job_execute_task
-
-    if kind == EmbeddingKind.IMAGE:
-        version = model_version or similarity_settings().model_version
-    else:
-        version = text_model_version_active() if model_version is None else model_version
-    ids = sorted(set(product_ids)) if product_ids is not None else None
-    with transaction.atomic():
-        if coalesce and ids is not None:
-            waiting = (EmbeddingJob.objects.select_for_update(skip_locked=True)
-                       .filter(status=JobStatus.QUEUED, kind=kind, model_version=version, force=force,
-                               product_ids__isnull=False).order_by("-id").first())
-            if waiting is not None:
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        f"UPDATE {EmbeddingJob._meta.db_table} SET product_ids = product_ids || %s::bigint[] "
-                        "WHERE id = %s AND status = %s",
-                        [ids, waiting.id, JobStatus.QUEUED],
-                    )
-                    if cursor.rowcount:
-                        waiting.refresh_from_db()
-                        return waiting
-        job = EmbeddingJob(kind=kind, model_version=version, product_ids=ids, force=force, created_by=user)
-        job.full_clean()
-        job.save()
-        if enqueue:
-            transaction.on_commit(lambda: embedding_job_execute_task.delay(job_id=job.id))
-    return job
 
 
 def embedding_job_execute(*, job_id: int, progress: JobProgress | None = None, batch_size: int | None = None,
@@ -198,8 +99,6 @@ def embedding_job_execute(*, job_id: int, progress: JobProgress | None = None, b
         return job
     try:
         if job.kind == EmbeddingKind.TEXT:
-            from similarity.services.text import text_job_run
-
             text_job_run(job=job, progress=progress)
         else:
             _image_job_run(job=job, progress=progress, batch_size=batch_size, workers=workers)
@@ -214,40 +113,6 @@ def embedding_job_execute(*, job_id: int, progress: JobProgress | None = None, b
         )
     job.refresh_from_db()
     return job
-
-
-def embedding_jobs_reap(*, stale_after: timedelta = timedelta(minutes=15)) -> int:
-    """Fail running jobs whose worker stopped sending heartbeats (it died); return how many."""
-    cutoff = timezone.now() - stale_after
-    return EmbeddingJob.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).update(
-        status=JobStatus.FAILED, finished_at=timezone.now(),
-        error=f"no heartbeat for {stale_after}: the worker running it stopped; start a new job to finish the work",
-    )
-
-
-def job_product_ids(*, job: EmbeddingJob) -> RawSQL:
-    """Return the job's product ids as a subquery: an import can queue a million ids, too many for IN (...)."""
-    return RawSQL(f"SELECT unnest(product_ids) FROM {EmbeddingJob._meta.db_table} WHERE id = %s", (job.id,))
-
-
-def job_product_chunks(*, job: EmbeddingJob, products: QuerySet[Product], fields: tuple[str, ...],
-                       chunk_size: int) -> Iterator[list[dict]]:
-    """Yield the job's products (within `products`) in id order, `chunk_size` at a time, as dicts of `fields`.
-
-    Every product: keyset pages by id. Listed products: pages of the sorted id list, so each query reads one
-    chunk's rows whatever the length of the list.
-    """
-    if job.product_ids is None:
-        last_id = 0
-        while chunk := list(products.filter(id__gt=last_id).order_by("id").values(*fields)[:chunk_size]):
-            last_id = chunk[-1]["id"]
-            yield chunk
-        return
-    ids = sorted(set(job.product_ids))
-    for start in range(0, len(ids), chunk_size):
-        chunk = list(products.filter(id__in=ids[start:start + chunk_size]).order_by("id").values(*fields))
-        if chunk:
-            yield chunk
 
 
 def _image_source(name: str) -> tuple[object | None, str, str]:
@@ -340,15 +205,7 @@ def _image_job_run(*, job: EmbeddingJob, progress: JobProgress | None, batch_siz
             result = embedder.embed_paths(sources) if sources else None
             timings["embed_s"] += time.perf_counter() - tick
 
-            rows = []
-            texts = halfvec_texts(result.vectors) if result is not None else []
-            for index, (row, fingerprint) in enumerate(todo):
-                if index in result.errors:
-                    failures[row["id"]] = (fingerprint, result.errors[index])
-                else:
-                    rows.append(ImageEmbedding(product_id=row["id"], model_version=job.model_version,
-                                               embedding=texts[index], fingerprint=fingerprint,
-                                               level2_id=row["level2_id"], level3_id=row["level3_id"]))
+            rows = _image_chunk_rows(job=job, todo=todo, result=result, failures=failures)
             counts = {"done": len(rows), "skipped": counts["skipped"],
                       "failed": counts["still_failing"] + len(failures)}
             writer.submit(functools.partial(image_embeddings_write, job=job, rows=rows, failures=failures,
@@ -371,6 +228,23 @@ def _image_job_run(*, job: EmbeddingJob, progress: JobProgress | None, batch_siz
     if progress:
         job.refresh_from_db()
         progress(job)
+
+
+def _image_chunk_rows(*, job: EmbeddingJob, todo: list[tuple[dict, str]], result: EmbeddingResult | None,
+                      failures: dict[int, tuple[str, str]]) -> list[ImageEmbedding]:
+    """Return the chunk's vectors as rows, adding the images the embedder could not load to `failures`."""
+    if result is None:
+        return []
+    rows = []
+    texts = halfvec_texts(result.vectors)
+    for index, (row, fingerprint) in enumerate(todo):
+        if index in result.errors:
+            failures[row["id"]] = (fingerprint, result.errors[index])
+        else:
+            rows.append(ImageEmbedding(product_id=row["id"], model_version=job.model_version,
+                                       embedding=texts[index], fingerprint=fingerprint,
+                                       level2_id=row["level2_id"], level3_id=row["level3_id"]))
+    return rows
 
 
 def _image_chunk_plan(*, job: EmbeddingJob, chunk: list[dict]) -> tuple[list, list, dict, dict[str, int]]:
@@ -438,56 +312,6 @@ def _image_embeddings_drop_imageless(*, job: EmbeddingJob) -> None:
 
 # --------------------------------------------------------------------------------------------------------------
 # Hooks for the rest of the product
-
-
-def embeddings_sync_categories(*, product_ids: Iterable[int] | None = None) -> int:
-    """Copy products' current level-2/level-3 categories onto their vectors (every version); return rows changed.
-
-    Call it after a product's effective category changes (a label, a prediction, a rule, an import).
-    `product_ids=None` re-syncs every vector (a repair).
-    """
-    ids = sorted(set(product_ids)) if product_ids is not None else None
-    chunks = [ids[start:start + SYNC_CHUNK] for start in range(0, len(ids), SYNC_CHUNK)] if ids is not None else [None]
-    changed = 0
-    for chunk in chunks:
-        if chunk == []:
-            continue
-        with transaction.atomic():
-            versions: set[str] = set()
-            for model in (ImageEmbedding, TextEmbedding):
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        f"""WITH changed AS (
-                              UPDATE {model._meta.db_table} AS e
-                              SET level2_id = p.level2_id, level3_id = p.level3_id, updated_at = now()
-                              FROM {Product._meta.db_table} AS p
-                              WHERE p.id = e.product_id
-                                AND (e.level2_id IS DISTINCT FROM p.level2_id
-                                     OR e.level3_id IS DISTINCT FROM p.level3_id)
-                                {"AND e.product_id = ANY(%s)" if chunk is not None else ""}
-                              RETURNING e.model_version)
-                            SELECT model_version, count(*) FROM changed GROUP BY model_version""",
-                        [chunk] if chunk is not None else [],
-                    )
-                    for version, count in cursor.fetchall():
-                        versions.add(version)
-                        changed += count
-            embedding_spaces_bump(model_versions=versions)
-    return changed
-
-
-def embeddings_refresh_after_import(*, product_ids: Iterable[int]) -> None:
-    """After an import: re-sync the products' category copies, and queue embedding of their new or changed
-    images and titles. The jobs' tasks are sent when the caller's transaction commits; queued jobs coalesce.
-    """
-    ids = sorted(set(product_ids))
-    if not ids:
-        return
-    embeddings_sync_categories(product_ids=ids)
-    embedding_job_start(product_ids=ids, coalesce=True)
-    text_version = text_model_version_active()
-    if text_version:
-        embedding_job_start(product_ids=ids, kind=EmbeddingKind.TEXT, model_version=text_version, coalesce=True)
 
 
 @transaction.atomic

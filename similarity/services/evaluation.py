@@ -16,17 +16,12 @@ from dataclasses import dataclass
 from django.core.cache import cache
 from django.db.models.expressions import RawSQL
 
-from labelapp.models import Label, Product
+from labelapp.catalogue.models import Label, Product
 from similarity.models import EmbeddingKind, Modality, Scope, SimilarityJudgement
-from similarity.selectors import (
-    SimilarityError,
-    category_names,
-    embedding_generations,
-    precision_population,
-    product_similar_list,
-    similarity_settings,
-    text_model_version_active,
-)
+from similarity.selectors.evaluation import category_names, precision_population
+from similarity.selectors.search import embedding_generations
+from similarity.selectors.settings import similarity_settings, text_model_version_active
+from similarity.selectors.similar import SimilarityError, product_similar_list
 
 AUTO_PRECISION_CACHE_S = 3600
 

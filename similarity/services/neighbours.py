@@ -10,15 +10,11 @@ from collections.abc import Callable, Iterable
 
 from django.db import transaction
 
-from labelapp.models import Product
+from labelapp.catalogue.models import Product
 from similarity.models import EmbeddingKind, ImageEmbedding, NeighbourCache, Scope
-from similarity.selectors import (
-    SimilarityError,
-    embedding_generations,
-    embedding_nearest,
-    embedding_vector,
-    similarity_settings,
-)
+from similarity.selectors.search import embedding_generations, embedding_nearest, embedding_vector
+from similarity.selectors.settings import similarity_settings
+from similarity.selectors.similar import SimilarityError
 
 CHUNK = 500
 

@@ -21,20 +21,14 @@ from django.db.models import F
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from labelapp.models import Product
+from labelapp.catalogue.models import Product
+from similarity.core.text import TfidfVectorizer
 from similarity.models import EmbeddingFailure, EmbeddingJob, EmbeddingKind, EmbeddingSpace, TextEmbedding
-from similarity.selectors import similarity_settings
-from similarity.services.embeddings import (
-    JobProgress,
-    embedding_space_ensure,
-    embedding_spaces_bump,
-    halfvec_texts,
-    job_product_chunks,
-    job_product_ids,
-)
+from similarity.selectors.settings import similarity_settings
+from similarity.services.job_chunks import JobProgress, halfvec_texts, job_product_chunks, job_product_ids
+from similarity.services.spaces import embedding_space_ensure, embedding_spaces_bump
 
 TEXT_CHUNK = 2000
-FIT_MAX_PRODUCTS_DEFAULT = 200_000
 
 
 def text_of(*, title: str) -> str:
@@ -47,18 +41,15 @@ def _fingerprint(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _vectorizer_load(path: str):
-    from similarity.core.text import TfidfVectorizer
-
+def _vectorizer_load(path: str) -> TfidfVectorizer:
     return TfidfVectorizer.load(path)
 
 
 def text_model_fit(*, dim: int | None = None, max_products: int | None = None, seed: int = 0) -> EmbeddingSpace:
     """Fit a text model on the catalogue's titles (a sample of at most `max_products`), save it, register it."""
-    from similarity.core.text import TfidfVectorizer
-
-    dim = dim or similarity_settings().text_dim
-    limit = max_products or int(getattr(settings, "SIMILARITY_TEXT_FIT_MAX_PRODUCTS", FIT_MAX_PRODUCTS_DEFAULT))
+    config = similarity_settings()
+    dim = dim or config.text_dim
+    limit = max_products or config.text_fit_max_products
     # A seeded hash order is a uniform, repeatable sample without ORDER BY random().
     titles = list(Product.objects.order_by(RawSQL("hashint8extended(labelapp_product.id, %s)", (seed,)))
                   .values_list("title", flat=True)[:limit])

@@ -7,7 +7,7 @@
   const root = document.getElementById("labelling");
   if (!root) return;
 
-  const SUGGESTION_KEYS = ["1", "2", "3", "4", "5"];
+  const SUGGESTION_KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9"];
   const MAX_RESULTS = 8;
   let categories = [];  // [id, full path, lower-case path, lower-case leaf name]
   let shownAt = performance.now();
@@ -78,7 +78,7 @@
     if (!f) return;
     const picked = f.querySelector("input[name=category]:checked");
     if (!picked || !picked.value) {
-      say("Pick a category first: 1–5 for a suggestion, / to search, n if none fits.");
+      say("Pick a category first: 1–9 for a suggestion, / to search, n if none fits.");
       return;
     }
     f.elements.time_spent_ms.value = String(Math.round(performance.now() - shownAt));

@@ -1,8 +1,8 @@
 """Staff browse the catalogue in a real browser: login, htmx search, detail page, category tree."""
 import pytest
 
-from labelapp.models import RuleLabel
-from labelapp.roles import LABELLER
+from labelapp.catalogue.models import RuleLabel
+from labelapp.common.roles import LABELLER
 from tests.factories import LegacyRuleFactory, ProductFactory, category
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

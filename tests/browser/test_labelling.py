@@ -5,9 +5,16 @@ import time
 
 import pytest
 
-from labelapp.models import Label, QueueItem
-from labelapp.roles import LABELLER
-from tests.factories import ModelVersionFactory, PredictionFactory, category, labelling_round_with_items
+from labelapp.catalogue.models import Label, RuleLabel, SourceTrust, TrustKind
+from labelapp.common.roles import LABELLER
+from labelapp.workflow.models import QueueItem
+from tests.factories import (
+    LegacyRuleFactory,
+    ModelVersionFactory,
+    PredictionFactory,
+    category,
+    labelling_round_with_items,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -101,7 +108,7 @@ def test_a_labeller_labels_five_products_with_the_keyboard_only(page, live_serve
     assert {title: (label.category.name if label.category else None) for title, label in current.items()} == {
         "Product number 0": "Shirts", "Product number 1": "Jeans", "Product number 2": None,
         "Product number 3": "Watches", "Product number 4": "Shirts"}
-    assert all(label.labeller == labeller and label.round == round and label.time_spent_ms > 0
+    assert all(label.labeller == labeller and label.context.round == round and label.context.time_spent_ms > 0
                for label in current.values())
     assert current["Product number 4"].note == "two products in one photo"
     assert QueueItem.objects.get(product__title="Product number 4").flagged
@@ -116,7 +123,7 @@ def _many_categories(n: int) -> None:
     from django.contrib.postgres.fields import ArrayField
     from django.db.models import BigIntegerField, F, Func, Value
 
-    from labelapp.models import Category
+    from labelapp.catalogue.models import Category
 
     parent = category("Home > Decor", exclusive=False)
     Category.objects.bulk_create([
@@ -166,3 +173,30 @@ def test_skip_a_cold_start_without_suggestions_and_a_search_over_1200_categories
         return (performance.now() - started) / 9;
     }""")
     assert elapsed_ms < 30, f"{elapsed_ms:.1f} ms a keystroke"
+
+
+def test_a_rules_category_is_offered_on_the_card_and_one_key_labels_with_it(page, live_server, login, make_user):
+    shirts = category("Apparel > Topwear > Shirts", exclusive=True)
+    jeans = category("Apparel > Bottomwear > Jeans", exclusive=True)
+    version = ModelVersionFactory()
+    round, items = labelling_round_with_items(2, round_kwargs={"model_version": version})
+    product = items[0].product
+    rule = LegacyRuleFactory(category=shirts)
+    RuleLabel.objects.create(product=product, category=shirts, rule=rule)
+    SourceTrust.objects.create(kind=TrustKind.RULE, rule=rule, precision=0.92, labelled=50, correct=46)
+    # The model is sure of the wrong category; the rule names the right one, with its measured precision.
+    PredictionFactory(model_version=version, product=product, category=jeans, top_k=[[jeans.pk, 0.55]])
+    make_user("lab", LABELLER)
+
+    login("lab")
+    page.goto(f"{live_server.url}/label/")
+    card = page.locator("#current")
+    first = card.locator("ol.suggestions li").first
+    assert shirts.full_path in first.inner_text() and "rule 92 %" in first.inner_text()
+    assert first.locator("input[data-key='1']").get_attribute("value") == str(shirts.pk)
+    page.wait_for_function("() => document.querySelectorAll('#preload .label-card').length === 1")
+    page.keyboard.press("1")
+    page.keyboard.press("Enter")
+
+    _wait_for(lambda: Label.objects.filter(product=product).exists(), message="the label was not recorded")
+    assert Label.objects.get(product=product).category == shirts

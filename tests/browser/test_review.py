@@ -2,10 +2,16 @@
 import pytest
 
 from classifier.models import TrainRun
-from labelapp.models import RuleLabel
-from labelapp.roles import REVIEWER
-from tests.factories import (LegacyRuleFactory, ModelVersionFactory, PredictionFactory, ProductFactory,
-                             TrainRunFactory, category)
+from labelapp.catalogue.models import RuleLabel
+from labelapp.common.roles import REVIEWER
+from tests.factories import (
+    LegacyRuleFactory,
+    ModelVersionFactory,
+    PredictionFactory,
+    ProductFactory,
+    TrainRunFactory,
+    category,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from labelapp.models import LabelStrategy, RuleLabel, Split
-from labelapp.services.labels import label_create
+from labelapp.catalogue.models import LabelStrategy, RuleLabel, Split
+from labelapp.catalogue.services.labels import label_create
 
 CLASSES = {
     "Apparel > Topwear > Shirts": ("shirt", "collar", "cotton"),

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from classifier.core_names import ARCHITECTURE_NAMES
+from classifier.core.names import ARCHITECTURE_NAMES
 from classifier.models import ModelVersion, TrainRun, TrainStatus
-from classifier.services.training import train_run_create, train_run_execute
-from labelapp.roles import LABELLER, REVIEWER
+from classifier.services.pipeline import train_run_execute
+from classifier.services.runs import train_run_create
+from labelapp.common.roles import LABELLER, REVIEWER
 from tests.classifier.conftest import FAST
 
 
@@ -23,9 +24,7 @@ def test_web_process_architecture_names_match_the_core():
 
 @pytest.mark.django_db
 def test_reviewer_starts_a_run_and_the_task_is_sent_on_commit(make_user, api_client, django_capture_on_commit_callbacks,
-                                                              monkeypatch):
-    sent = []
-    monkeypatch.setattr("classifier.tasks.train_run_execute_task.delay", lambda run_id: sent.append(run_id))
+                                                              sent_tasks):
     client = _as(api_client, make_user("rev", REVIEWER))
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -34,7 +33,7 @@ def test_reviewer_starts_a_run_and_the_task_is_sent_on_commit(make_user, api_cli
 
     assert response.status_code == 202, response.content
     run = TrainRun.objects.get(id=response.json()["id"])
-    assert sent == [run.id]
+    assert sent_tasks == [("classifier.tasks.train_run_execute_task", {"train_run_id": run.id})]
     assert (run.status, run.architecture, run.objectives, run.params, run.trigger) == (
         TrainStatus.QUEUED, "dnn", ["exclusive", "rule"], {"epochs": 3}, "api")
     assert run.requested_by.username == "rev" and run.max_regression == 0.02
@@ -87,7 +86,9 @@ def test_runs_metrics_versions_rollback_and_product_predictions(catalogue, make_
     assert shown["prediction"]["model_version"] == second.model_version.name
     assert shown["prediction"]["top_k"][0]["full_path"] in {c.full_path for c in categories.values()}
     assert shown["prediction"]["rule_positives"] == []  # the second model has no rule head
-    assert shown["category_source"] == "prediction"
+    # This catalogue's rules are always right, and measured so on its labels: no model replaces them.
+    assert shown["category_source"] == "rule" and shown["category_evidence"]["precision"] > 0.9
+    assert shown["category_evidence"]["labelled"] > 20 and shown["category_evidence"]["low"] > 0.8
 
     rolled_back = client.post(f"/api/v1/model-versions/{first.model_version.id}/activate/")
     assert rolled_back.status_code == 200 and rolled_back.json()["is_active"]

@@ -8,12 +8,19 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from classifier import review_selectors
-from classifier.review_selectors import Cursor, PredictionFilters, prediction_list, prediction_page
-from labelapp.models import RuleLabel
-from labelapp.roles import API_CLIENT, LABELLER, REVIEWER
-from tests.factories import (LabelFactory, LegacyRuleFactory, ModelVersionFactory, PredictionFactory,
-                             ProductFactory, TrainRunFactory, category)
+from classifier.selectors import common
+from classifier.selectors.predictions import Cursor, PredictionFilters, prediction_list, prediction_page
+from labelapp.catalogue.models import RuleLabel
+from labelapp.common.roles import API_CLIENT, LABELLER, REVIEWER
+from tests.factories import (
+    LabelFactory,
+    LegacyRuleFactory,
+    ModelVersionFactory,
+    PredictionFactory,
+    ProductFactory,
+    TrainRunFactory,
+    category,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -501,7 +508,7 @@ def test_curves_show_the_active_versions_most_confused_pairs(client, reviewer, t
 
 
 def test_json_helpers_tolerate_missing_keys_and_nan():
-    assert review_selectors.json_at({"a": {"b": 1}}, "a.b") == 1
-    assert review_selectors.json_at({"a": None}, "a.b") is None
-    assert review_selectors.number(float("nan")) is None and review_selectors.number(True) is None
-    assert review_selectors.duration_text(3725) == "1 h 02 min"
+    assert common.json_at({"a": {"b": 1}}, "a.b") == 1
+    assert common.json_at({"a": None}, "a.b") is None
+    assert common.number(float("nan")) is None and common.number(True) is None
+    assert common.duration_text(3725) == "1 h 02 min"

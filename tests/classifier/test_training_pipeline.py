@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from classifier.models import ModelVersion, Prediction, PromotionOutcome, TrainRun, TrainStatus
-from classifier.services.training import (model_version_promote, model_versions_prune, train_run_create,
-                                          train_run_execute, train_runs_reap)
-from labelapp.models import CategorySource, Label, Product, Split
+from classifier.services.pipeline import train_run_execute
+from classifier.services.promotion import model_version_promote
+from classifier.services.runs import model_versions_prune, train_run_create, train_runs_reap
+from labelapp.catalogue.models import CategorySource, Label, Product, RuleLabel, Split
 from tests.classifier.conftest import FAST
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -44,7 +45,7 @@ def test_a_run_trains_evaluates_predicts_and_promotes(catalogue):
     assert version.headline_metric == "ground_truth.exclusive.accuracy"
     assert set(run.timings) == {"dataset", "train", "save", "evaluate", "predict", "promote"}
 
-    # Every product has a prediction; unlabelled ones now carry it as their category, labelled ones keep theirs.
+    # Every product has a prediction; labelled products keep their label as their category.
     assert Prediction.objects.filter(model_version=version).count() == len(products) == version.predictions_count
     right = 0
     for product, path in products:
@@ -55,9 +56,9 @@ def test_a_run_trains_evaluates_predicts_and_promotes(catalogue):
         if product.labels.exists():
             assert product.category_source == CategorySource.LABEL
         else:
-            assert product.category_source == CategorySource.PREDICTION
-            assert product.category_id == prediction.category_id
-            assert product.level2_id == prediction.category.level2_id
+            # Every product here has a rule, measured right on the labels: the model (too few human labels to
+            # be measured) cannot replace it. A product no other source categorises takes the prediction.
+            assert product.category_source == CategorySource.RULE and product.category_id == categories[path].id
         right += prediction.category_id == categories[path].id
         assert categories[path].id in prediction.rule_positives or prediction.rule_positives == []
     assert right / len(products) >= 0.85
@@ -99,12 +100,29 @@ def test_a_duplicate_delivery_trains_once(catalogue, monkeypatch):
     assert ModelVersion.objects.filter(train_run=run).count() == 1
 
 
-def test_exclusive_objective_without_labels_fails_with_a_clear_message(catalogue):
+def test_exclusive_objective_without_labels_or_weak_targets_fails_with_a_clear_message(catalogue):
     Label.objects.all().delete()
-    run = _train(objectives=["exclusive"])
+    run = _train(objectives=["exclusive"], params={**FAST, "weak_targets": False})
     assert run.status == TrainStatus.FAILED
     assert "needs human labels" in run.error
     assert not ModelVersion.objects.exists()
+
+
+def test_without_any_human_label_the_first_model_learns_from_weak_targets(catalogue):
+    categories, products = catalogue
+    Label.objects.all().delete()
+
+    run = _train(objectives=["exclusive"])
+
+    assert run.status == TrainStatus.SUCCEEDED, run.error
+    dev = sum(product.split == Split.DEV for product, _ in products)
+    assert run.data_counts["exclusive_labels"] == 0 and run.data_counts["weak_targets"] == {"rule": dev}
+    assert sorted(run.model_version.classes) == sorted(c.id for c in categories.values())
+    right = sum(Prediction.objects.get(model_version=run.model_version, product=product).category_id
+                == categories[path].id for product, path in products)
+    assert right / len(products) >= 0.85  # the rules are right here, so their targets teach the model well
+    assert run.model_version.calibration["human"] == 0
+    assert not run.model_version.precision_measured  # no human label: it may only fill gaps
 
 
 def test_a_regression_beyond_the_threshold_keeps_the_active_version(catalogue):
@@ -163,3 +181,16 @@ def test_create_rejects_bad_arguments(catalogue):
     assert set(error.value.message_dict) == {"architecture", "objectives", "epochs"}
     with pytest.raises(ValidationError, match="invalid feature config"):
         train_run_create(feature_config="[fields.title]\nkind = 'audio'", schedule=False)
+
+
+def test_a_product_no_other_source_categorises_takes_the_prediction(catalogue):
+    categories, products = catalogue
+    unruled = next(product for product, _ in products if product.split == Split.DEV and not product.labels.exists())
+    RuleLabel.objects.filter(product=unruled).delete()
+
+    run = _train()
+
+    unruled.refresh_from_db()
+    prediction = Prediction.objects.get(model_version=run.model_version, product=unruled)
+    assert (unruled.category_source, unruled.category_id) == (CategorySource.PREDICTION, prediction.category_id)
+    assert unruled.level2_id == prediction.category.level2_id and unruled.model_category_id == prediction.category_id

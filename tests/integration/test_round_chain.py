@@ -6,9 +6,9 @@ import time
 import pytest
 
 from classifier.models import ModelVersion, TrainStatus
-from labelapp.models import LabellingRound, QueueItem, RoundStatus
-from labelapp.services.queue import queue_item_submit, queue_items_lease
-from labelapp.services.rounds import labelling_round_create
+from labelapp.workflow.models import LabellingRound, QueueItem, RoundStatus
+from labelapp.workflow.services.queue import queue_item_submit, queue_items_lease
+from labelapp.workflow.services.rounds import labelling_round_create
 from tests.classifier.conftest import CLASSES, FAST, FEATURES, catalogue  # noqa: F401 — the fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from classifier.models import ModelVersion, Prediction, TrainRun, TrainStatus
-from labelapp.roles import REVIEWER
+from labelapp.common.roles import REVIEWER
 from tests.classifier.conftest import catalogue  # noqa: F401  (the labelled catalogue fixture)
 
 pytestmark = pytest.mark.integration

@@ -1,8 +1,8 @@
 """Tasks run by a real worker process over the real broker."""
 import pytest
 
-from labelapp.models import RuleLabel
-from labelapp.tasks import rules_apply_task
+from labelapp.catalogue.models import RuleLabel
+from labelapp.catalogue.tasks import rules_apply_task
 from tests.factories import LegacyRuleFactory, ProductFactory, category
 
 pytestmark = pytest.mark.integration
@@ -31,7 +31,7 @@ def test_an_uploaded_feed_is_imported_by_the_worker_then_rules_applied(celery_wo
 
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from labelapp.models import ImportRun, Product
+    from labelapp.catalogue.models import ImportRun, Product
 
     trousers = category("Apparel > Bottomwear > Trousers", exclusive=True)
     LegacyRuleFactory(name="trousers", category=trousers,

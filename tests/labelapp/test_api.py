@@ -2,8 +2,8 @@
 import pytest
 from rest_framework.authtoken.models import Token
 
-from labelapp.models import CategorySource, Label, LabelStrategy, RuleLabel
-from labelapp.roles import API_CLIENT, LABELLER, REVIEWER
+from labelapp.catalogue.models import CategorySource, Label, LabelStrategy, RuleLabel
+from labelapp.common.roles import API_CLIENT, LABELLER, REVIEWER
 from tests.factories import LegacyRuleFactory, ProductFactory, category
 
 pytestmark = pytest.mark.django_db

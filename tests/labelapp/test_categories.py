@@ -1,7 +1,7 @@
 import pytest
 
-from labelapp.models import Category
-from labelapp.services.categories import category_path_ensure
+from labelapp.catalogue.models import Category
+from labelapp.catalogue.services.categories import category_path_ensure
 
 pytestmark = pytest.mark.django_db
 

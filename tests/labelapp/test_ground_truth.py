@@ -3,7 +3,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from labelapp.models import CategorySource, Label, LabelStrategy
+from labelapp.catalogue.models import CategorySource, Label, LabelStrategy
 from tests.factories import ProductFactory, category
 
 

@@ -6,10 +6,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from labelapp.models import ImportRun, ImportStatus, Product
-from labelapp.roles import LABELLER, REVIEWER
-from labelapp.services.import_jobs import import_progress_recorder, import_runs_reap
-from labelapp.services.imports import import_run_execute
+from labelapp.catalogue.models import ImportRun, ImportStatus, Product
+from labelapp.catalogue.services.import_jobs import import_progress_recorder, import_runs_reap
+from labelapp.catalogue.services.imports.execute import import_run_execute
+from labelapp.common.roles import LABELLER, REVIEWER
 
 pytestmark = pytest.mark.django_db
 

@@ -19,7 +19,7 @@ from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from labelapp.models import (
+from labelapp.catalogue.models import (
     CategorySource,
     ImportKind,
     ImportRowIssue,
@@ -29,9 +29,11 @@ from labelapp.models import (
     RowOutcome,
     split_for,
 )
-from labelapp.services import imports
-from labelapp.services.imports import ImportMapping, import_run_create, mapping_load, products_import
-from tests.factories import ProductFactory, category
+from labelapp.catalogue.services.imports import drafts, execute, products
+from labelapp.catalogue.services.imports.mapping import ImportMapping, mapping_load
+from labelapp.catalogue.services.imports.products import products_import
+from labelapp.catalogue.services.imports.runs import import_run_create
+from tests.factories import LabelFactory, ProductFactory, category
 
 pytestmark = pytest.mark.django_db
 
@@ -365,6 +367,7 @@ def test_feed_category_matches_case_insensitively_and_never_overrides_a_stronger
     tops = category("Apparel > Topwear > Tops")
     labelled = ProductFactory(source="shop", external_id="2", category=category("Apparel > Footwear"),
                               category_source=CategorySource.LABEL)
+    LabelFactory(product=labelled, category=labelled.category)
     rows = [
         {"id": "1", "title": "a", "category": "apparel / topwear / TOPS"},
         {"id": "2", "title": "b", "category": "Apparel > Topwear > Tops"},
@@ -394,14 +397,14 @@ def test_a_feed_category_that_disappears_from_the_feed_is_cleared(tmp_path):
 def test_a_crash_mid_import_keeps_committed_batches_and_marks_the_run_failed(tmp_path, monkeypatch):
     rows = [{"id": str(n), "title": f"t{n}"} for n in range(1, 8)] + ['{"broken']
     path = write(tmp_path, "feed.jsonl", jsonl(*rows))
-    real_build = imports.product_draft_build
+    real_build = drafts.product_draft_build
 
     def build_then_crash(*, record, line, **kwargs):
         if line == 6:
             raise RuntimeError("database went away")
         return real_build(record=record, line=line, **kwargs)
 
-    monkeypatch.setattr(imports, "product_draft_build", build_then_crash)
+    monkeypatch.setattr(products, "product_draft_build", build_then_crash)  # the name _row_take reads
     with pytest.raises(RuntimeError):
         run_import(path, batch_size=2)
 
@@ -412,7 +415,7 @@ def test_a_crash_mid_import_keeps_committed_batches_and_marks_the_run_failed(tmp
 
 
 def test_a_row_the_database_refuses_is_isolated_and_rejected_alone(tmp_path, monkeypatch):
-    monkeypatch.setitem(imports._FIELD_LIMITS, "brand", 10_000)  # let an over-long brand reach Postgres
+    monkeypatch.setitem(drafts._FIELD_LIMITS, "brand", 10_000)  # let an over-long brand reach Postgres
     rows = [{"id": str(n), "title": f"t{n}", "brand": "b" * (300 if n == 5 else 5)} for n in range(1, 9)]
 
     run = run_import(write(tmp_path, "feed.jsonl", jsonl(*rows)), batch_size=8)
@@ -429,7 +432,7 @@ def test_import_run_execute_reads_the_run_options(tmp_path):
     run = import_run_create(kind=ImportKind.PRODUCTS, file_name=str(path), source="shop",
                             options={"format": "csv", "batch_size": 1})
 
-    run = imports.import_run_execute(import_run_id=run.id)
+    run = execute.import_run_execute(import_run_id=run.id)
 
     assert run.status == ImportStatus.SUCCEEDED and product("1").title == "Piped"
 

@@ -7,9 +7,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import Max
 
-from labelapp.models import Category, ImportKind, ImportRowIssue, ImportStatus, RowOutcome
-from labelapp.services.imports import import_run_create
-from labelapp.services.taxonomy import taxonomy_import
+from labelapp.catalogue.models import Category, ImportKind, ImportRowIssue, ImportStatus, RowOutcome
+from labelapp.catalogue.services.imports.runs import import_run_create
+from labelapp.catalogue.services.taxonomy import taxonomy_import
 from tests.factories import LabelFactory, category
 
 pytestmark = pytest.mark.django_db

@@ -1,10 +1,10 @@
-"""labelapp.normalise: pure functions, no database."""
+"""labelapp.catalogue.normalise: pure functions, no database."""
 
 from decimal import Decimal
 
 import pytest
 
-from labelapp.normalise import (
+from labelapp.catalogue.normalise import (
     Price,
     bool_parse,
     category_path_normalise,

@@ -2,18 +2,33 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from unittest import mock
 
 import pytest
 from django.utils import timezone
 
-from labelapp.models import CategorySource, Label, QueueItem, QueueItemStatus, RuleLabel
-from labelapp.selectors import queue_item_token
-from labelapp.services.labels import label_create
-from labelapp.services.queue import (LeaseLost, SubmitOutdated, label_undo_last, queue_item_lease_next,
-                                     queue_item_skip, queue_item_submit, queue_items_lease, queue_leases_expire)
-from tests.factories import (LegacyRuleFactory, ModelVersionFactory, PredictionFactory, category,
-                             labelling_round_with_items)
+from classifier.services.promotion import model_categories_publish
+from labelapp.catalogue.models import CategorySource, Label, RuleLabel
+from labelapp.catalogue.services.labels import label_create
+from labelapp.catalogue.services.product_categories import product_category_recompute
+from labelapp.workflow.models import QueueItem, QueueItemStatus
+from labelapp.workflow.selectors import queue_item_token
+from labelapp.workflow.services.queue import (
+    LeaseLost,
+    SubmitOutdated,
+    label_undo_last,
+    queue_item_lease_next,
+    queue_item_skip,
+    queue_item_submit,
+    queue_items_lease,
+    queue_leases_expire,
+)
+from tests.factories import (
+    LegacyRuleFactory,
+    ModelVersionFactory,
+    PredictionFactory,
+    category,
+    labelling_round_with_items,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -98,8 +113,8 @@ def test_submit_records_the_label_with_round_strategy_model_and_time(make_user, 
 
     label = queue_item_submit(item_id=item.pk, user=ann, category=shirts, time_spent_ms=4200)
 
-    assert (label.category, label.labeller, label.strategy, label.round, label.model_version_id,
-            label.time_spent_ms) == (shirts, ann, "margin", round, version.id, 4200)
+    assert (label.category, label.labeller, label.strategy, label.context.round, label.context.model_version_id,
+            label.context.time_spent_ms) == (shirts, ann, "margin", round, version.id, 4200)
     item.refresh_from_db()
     assert (item.status, item.label, item.lease_expires_at, item.flagged) == (QueueItemStatus.DONE, label, None, False)
     assert item.done_at is not None
@@ -172,19 +187,20 @@ def test_a_flag_marks_the_item_for_review_with_the_note(make_user, shirts):
     assert item.flagged and label.note == "photo shows two products"
 
 
-def test_the_last_item_done_schedules_closing_the_round(make_user, shirts, django_capture_on_commit_callbacks):
+def test_the_last_item_done_schedules_closing_the_round(make_user, shirts, sent_tasks,
+                                                        django_capture_on_commit_callbacks):
     round, items = labelling_round_with_items(2)
     ann = make_user("ann")
     first, second = queue_items_lease(user=ann, round=round, count=2)
 
-    with mock.patch("labelapp.tasks.labelling_round_close_task.delay") as close:
-        with django_capture_on_commit_callbacks(execute=True):
-            queue_item_submit(item_id=first.pk, user=ann, category=shirts, time_spent_ms=1)
-        close.assert_not_called()
-        with django_capture_on_commit_callbacks(execute=True):
-            queue_item_submit(item_id=second.pk, user=ann, category=shirts, time_spent_ms=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        queue_item_submit(item_id=first.pk, user=ann, category=shirts, time_spent_ms=1)
+    assert sent_tasks == []
+    with django_capture_on_commit_callbacks(execute=True):
+        queue_item_submit(item_id=second.pk, user=ann, category=shirts, time_spent_ms=1)
 
-    close.assert_called_once_with(round_id=round.pk, reason="every item labelled")
+    assert sent_tasks == [("labelapp.workflow.tasks.labelling_round_close_task",
+                           {"round_id": round.pk, "reason": "every item labelled"})]
 
 
 def test_a_skipped_item_goes_to_other_labellers_not_back_to_the_skipper(make_user):
@@ -245,6 +261,7 @@ def test_undo_falls_back_to_an_earlier_label_then_the_prediction(make_user, shir
     round, items = labelling_round_with_items(2)
     product = items[0].product
     PredictionFactory(model_version=version, product=product, category=jeans, confidence=0.9)
+    model_categories_publish(version=version)  # what promotion does: the catalogue learns the model's category
     ann = make_user("ann")
     earlier = label_create(product=product, category=jeans, user=ann)
     item = queue_item_lease_next(user=ann, round=round)
@@ -258,8 +275,6 @@ def test_undo_falls_back_to_an_earlier_label_then_the_prediction(make_user, shir
     assert label_undo_last(user=ann, round=round) is None
     earlier.undone = True
     earlier.save()
-    from labelapp.services.labels import product_category_recompute
-
     product_category_recompute(product=product)
     product.refresh_from_db()
     assert (product.category, product.category_source) == (jeans, CategorySource.PREDICTION)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from labelapp.models import Label, QueueItem, QueueItemStatus
+from labelapp.catalogue.models import Label
+from labelapp.workflow.models import QueueItem, QueueItemStatus
 from tests.factories import category, labelling_round_with_items
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,7 +47,7 @@ def _claims_are_disjoint_and_complete(claims: dict[str, list[int]], item_ids: li
 def test_threads_claiming_at_once_never_share_an_item(make_user):
     from django.db import connection
 
-    from labelapp.services.queue import queue_item_submit, queue_items_lease
+    from labelapp.workflow.services.queue import queue_item_submit, queue_items_lease
 
     shirts = category("Apparel > Topwear > Shirts", exclusive=True)
     round, items = _round_that_stays_open(make_user)
@@ -89,8 +90,9 @@ from pathlib import Path
 import django
 django.setup()
 from django.contrib.auth.models import User
-from labelapp.models import Category, LabellingRound
-from labelapp.services.queue import queue_item_submit, queue_items_lease
+from labelapp.catalogue.models import Category
+from labelapp.workflow.models import LabellingRound
+from labelapp.workflow.services.queue import queue_item_submit, queue_items_lease
 
 user = User.objects.get(username=sys.argv[1])
 round = LabellingRound.objects.get(pk=int(sys.argv[2]))

@@ -5,10 +5,16 @@ import re
 
 import pytest
 
-from labelapp.models import Label, QueueItem, QueueItemStatus, RuleLabel
-from labelapp.roles import LABELLER, REVIEWER
-from tests.factories import (LegacyRuleFactory, ModelVersionFactory, PredictionFactory, category,
-                             labelling_round_with_items)
+from labelapp.catalogue.models import Label, RuleLabel, SourceTrust, TrustKind
+from labelapp.common.roles import LABELLER, REVIEWER
+from labelapp.workflow.models import QueueItem, QueueItemStatus
+from tests.factories import (
+    LegacyRuleFactory,
+    ModelVersionFactory,
+    PredictionFactory,
+    category,
+    labelling_round_with_items,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -46,7 +52,31 @@ def test_the_page_shows_the_product_and_preloads_the_next(client, labeller, shir
     assert b"Linen Summer Shirt" in current and b"Men &gt; Shirts" in current and b"Acme" in current
     assert b"Apparel &gt; Topwear &gt; Shirts" in current  # the rule label
     assert b"Round " + str(round.number).encode() in html and b"0</span> of 3 labelled" in html
-    assert b"No model suggestions yet" in html  # a cold start: the type-ahead only
+    # A cold start has no model: the rule's category is offered on key 1, marked with its source.
+    assert re.findall(rb'value="(\d+)" data-key="(\d)"', current) == [(str(shirts.pk).encode(), b"1")]
+    assert b'class="source source-rule"' in current and b"not measured" in current
+    assert b"No model suggestions yet, and no rule or feed" in html.split(b'id="preload"')[1]  # the next card: nothing at all
+
+
+def test_rules_feed_and_model_suggestions_merge_with_their_estimates(client, labeller, shirts):
+    jeans = category("Apparel > Bottomwear > Jeans", exclusive=True)
+    version = ModelVersionFactory()
+    round, items = labelling_round_with_items(1, round_kwargs={"model_version": version})
+    product = items[0].product
+    product.feed_category = jeans
+    product.save(update_fields=["feed_category"])
+    rule = LegacyRuleFactory(category=shirts)
+    RuleLabel.objects.create(product=product, category=shirts, rule=rule)
+    SourceTrust.objects.create(kind=TrustKind.RULE, rule=rule, precision=0.9, labelled=40, correct=36)
+    SourceTrust.objects.create(kind=TrustKind.FEED_SOURCE, source=product.source, precision=0.3)
+    PredictionFactory(model_version=version, product=product, category=jeans, top_k=[[jeans.pk, 0.6]])
+
+    html = client.get("/label/").content.decode()
+
+    keys = re.findall(r'value="(\d+)" data-key="(\d)"', html)
+    assert keys == [(str(shirts.pk), "1"), (str(jeans.pk), "2")]  # the rule's 90 % before the model's 60 %
+    jeans_line = html.split(f'value="{jeans.pk}"')[1].split("</li>")[0]
+    assert "model 60 %" in jeans_line and "feed 30 %" in jeans_line  # one key, both sources named
 
 
 def test_a_reload_shows_the_same_products(client, labeller):
@@ -82,7 +112,8 @@ def test_submit_records_the_label_and_answers_with_the_card_to_preload(client, l
     assert b'id="labelling-progress" class="labelling-progress" hx-swap-oob="true"' in response.content
     assert b"1</span> of 4 labelled" in response.content
     label = Label.objects.get()
-    assert (label.category, label.labeller, label.time_spent_ms, label.round) == (shirts, labeller, 2300, round)
+    assert (label.category, label.labeller, label.context.time_spent_ms, label.context.round) == (
+        shirts, labeller, 2300, round)
 
 
 def test_a_double_submit_writes_one_label(client, labeller, shirts):

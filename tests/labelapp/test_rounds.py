@@ -9,14 +9,27 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from classifier.models import TrainRun
-from labelapp.models import Label, LabellingRound, QueueItem, QueueItemStatus, RoundStatus, Split
-from labelapp.services.labels import label_create
-from labelapp.services.queue import queue_items_lease
-from labelapp.services.rounds import (labelling_pool_ids, labelling_round_after_training, labelling_round_close,
-                                      labelling_round_create, labelling_round_fill, labelling_round_setting,
-                                      labelling_rounds_reap)
-from tests.factories import (LabellingRoundFactory, ModelVersionFactory, ProductFactory, TrainRunFactory, category,
-                             labelling_round_with_items)
+from labelapp.catalogue.models import Label, Split
+from labelapp.catalogue.services.labels import label_create
+from labelapp.workflow.models import LabellingRound, QueueItem, QueueItemStatus, RoundStatus
+from labelapp.workflow.services.filling import labelling_round_fill
+from labelapp.workflow.services.queue import queue_items_lease
+from labelapp.workflow.services.rounds import (
+    labelling_pool_ids,
+    labelling_round_after_training,
+    labelling_round_close,
+    labelling_round_create,
+    labelling_round_setting,
+    labelling_rounds_reap,
+)
+from tests.factories import (
+    LabellingRoundFactory,
+    ModelVersionFactory,
+    ProductFactory,
+    TrainRunFactory,
+    category,
+    labelling_round_with_items,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -27,20 +40,19 @@ def _dev_products(n: int, **kwargs) -> list:
     return [ProductFactory(split=Split.DEV, **kwargs) for _ in range(n)]
 
 
-def test_creating_a_round_numbers_it_and_schedules_the_fill_after_commit(make_user,
+def test_creating_a_round_numbers_it_and_schedules_the_fill_after_commit(make_user, sent_tasks,
                                                                          django_capture_on_commit_callbacks):
     LabellingRoundFactory(number=4, status=RoundStatus.CLOSED)
     reviewer = make_user("rev")
 
-    with mock.patch("labelapp.tasks.labelling_round_fill_task.delay") as fill:
-        with django_capture_on_commit_callbacks(execute=True) as callbacks:
-            round = labelling_round_create(**SETTINGS, random_share=0.2, architecture="logreg", user=reviewer,
-                                           options={"diversity": 0.3, "density": {"beta": 2}})
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        round = labelling_round_create(**SETTINGS, random_share=0.2, architecture="logreg", user=reviewer,
+                                       options={"diversity": 0.3, "density": {"beta": 2}})
 
     assert (round.number, round.status, round.created_by) == (5, RoundStatus.OPEN, reviewer)
     assert round.strategy_mix == {"entropy": 0.5, "margin": 0.5} and round.random_share == 0.2
     assert len(callbacks) == 1
-    fill.assert_called_once_with(round_id=round.pk)
+    assert sent_tasks == [("labelapp.workflow.tasks.labelling_round_fill_task", {"round_id": round.pk})]
 
 
 @pytest.mark.parametrize("change, field", [
@@ -153,7 +165,7 @@ def test_with_a_model_the_mix_and_the_random_share_split_the_batch_and_interleav
     version = ModelVersionFactory(is_active=True)
     round = LabellingRoundFactory(strategy_mix={"margin": 0.5, "density": 0.5}, random_share=0.2, batch_size=20)
 
-    with mock.patch("classifier.services.scoring.pool_scores", _fake_pool_scores()):
+    with mock.patch("labelapp.workflow.services.filling.pool_scores", _fake_pool_scores()):
         assert labelling_round_fill(round_id=round.pk) == 20
 
     items = list(QueueItem.objects.filter(round=round).order_by("position"))
@@ -172,7 +184,7 @@ def test_query_by_committee_falls_back_to_entropy_until_a_committee_exists():
     ModelVersionFactory(is_active=True)
     round = LabellingRoundFactory(strategy_mix={"qbc_vote": 1.0}, batch_size=5)
 
-    with mock.patch("classifier.services.scoring.pool_scores", _fake_pool_scores(members=False)):
+    with mock.patch("labelapp.workflow.services.filling.pool_scores", _fake_pool_scores(members=False)):
         labelling_round_fill(round_id=round.pk)
 
     assert set(QueueItem.objects.values_list("strategy", flat=True)) == {"entropy"}
@@ -188,7 +200,7 @@ def test_closing_releases_leases_creates_the_train_run_and_sends_the_chain_after
     reviewer = make_user("rev")
     queue_items_lease(user=make_user("ann"), round=round, count=1)
 
-    with mock.patch("labelapp.services.rounds.labelling_round_retrain_send") as send:
+    with mock.patch("labelapp.workflow.services.rounds.labelling_round_retrain_send") as send:
         with django_capture_on_commit_callbacks(execute=True):
             closed = labelling_round_close(round_id=round.pk, user=reviewer, reason="closed early by rev")
         again = labelling_round_close(round_id=round.pk, user=reviewer, reason="double click")
@@ -204,13 +216,13 @@ def test_closing_releases_leases_creates_the_train_run_and_sends_the_chain_after
 
 
 def test_the_chain_trains_then_finishes_the_round_even_when_training_raises():
-    from labelapp.services.rounds import labelling_round_retrain_chain
+    from labelapp.workflow.services.rounds import labelling_round_retrain_chain
 
     train, finish = labelling_round_retrain_chain(round_id=3, train_run_id=7).tasks
 
     assert (train.task, train.args, train.immutable) == ("classifier.tasks.train_run_execute_task", (7,), True)
     assert (finish.task, finish.kwargs, finish.immutable) == (
-        "labelapp.tasks.labelling_round_after_training_task", {"round_id": 3}, True)
+        "labelapp.workflow.tasks.labelling_round_after_training_task", {"round_id": 3}, True)
     [on_error] = train.options["link_error"]
     assert (on_error["task"], on_error["kwargs"], on_error["immutable"]) == (finish.task, {"round_id": 3}, True)
 
@@ -236,21 +248,20 @@ def _closing_round(*, run_status: str, error: str = "", **kwargs) -> LabellingRo
 
 
 def test_after_a_successful_run_the_round_closes_and_the_next_opens_with_the_same_settings(
-        make_user, django_capture_on_commit_callbacks):
+        make_user, sent_tasks, django_capture_on_commit_callbacks):
     reviewer = make_user("rev")
     round = _closing_round(run_status="succeeded", created_by=reviewer)
 
-    with mock.patch("labelapp.tasks.labelling_round_fill_task.delay") as fill:
-        with django_capture_on_commit_callbacks(execute=True):
-            finished = labelling_round_after_training(round_id=round.pk)
-        labelling_round_after_training(round_id=round.pk)  # a duplicate delivery does nothing
+    with django_capture_on_commit_callbacks(execute=True):
+        finished = labelling_round_after_training(round_id=round.pk)
+    labelling_round_after_training(round_id=round.pk)  # a duplicate delivery does nothing
 
     assert finished.status == RoundStatus.CLOSED and finished.closed_at is not None
     following = LabellingRound.objects.get(status=RoundStatus.OPEN)
     assert (following.number, following.previous, following.created_by) == (round.number + 1, round, reviewer)
     assert (following.strategy_mix, following.batch_size, following.random_share, following.objectives,
             following.options) == ({"margin": 1.0}, 7, 0.1, ["exclusive", "rule"], {"diversity": 0.1})
-    fill.assert_called_once_with(round_id=following.pk)
+    assert sent_tasks == [("labelapp.workflow.tasks.labelling_round_fill_task", {"round_id": following.pk})]
 
 
 def test_a_failed_run_fails_the_round_with_its_error_and_labelling_goes_on():

@@ -5,8 +5,8 @@ from unittest import mock
 
 import pytest
 
-from labelapp.models import LabellingRound, RoundStatus
-from labelapp.roles import LABELLER, REVIEWER
+from labelapp.common.roles import LABELLER, REVIEWER
+from labelapp.workflow.models import LabellingRound, RoundStatus
 from tests.factories import LabellingRoundFactory, TrainRunFactory, labelling_round_with_items
 
 pytestmark = pytest.mark.django_db
@@ -31,13 +31,13 @@ def test_the_list_shows_rounds_with_their_setting_and_progress(client, reviewer)
     assert "0 / 3" in html and "Open the round" in html
 
 
-def test_the_form_opens_a_round_with_the_mix_and_settings(client, reviewer, django_capture_on_commit_callbacks):
-    with mock.patch("labelapp.tasks.labelling_round_fill_task.delay") as fill:
-        with django_capture_on_commit_callbacks(execute=True):
-            response = client.post("/label/rounds/", {
-                "share_entropy": "70", "share_random": "30", "share_margin": "0", "batch_size": "50",
-                "objectives": "exclusive+rule", "random_share": "10", "architecture": "wide_deep",
-                "diversity": "0.2", "auto_continue": "on"})
+def test_the_form_opens_a_round_with_the_mix_and_settings(client, reviewer, sent_tasks,
+                                                         django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/label/rounds/", {
+            "share_entropy": "70", "share_random": "30", "share_margin": "0", "batch_size": "50",
+            "objectives": "exclusive+rule", "random_share": "10", "architecture": "wide_deep",
+            "diversity": "0.2", "auto_continue": "on"})
 
     round = LabellingRound.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/label/rounds/{round.pk}/"
@@ -45,7 +45,7 @@ def test_the_form_opens_a_round_with_the_mix_and_settings(client, reviewer, djan
             round.options, round.auto_continue, round.created_by) == (
         {"entropy": 70.0, "random": 30.0}, 50, ["exclusive", "rule"], 0.1, "wide_deep", {"diversity": 0.2}, True,
         reviewer)
-    fill.assert_called_once_with(round_id=round.pk)
+    assert sent_tasks == [("labelapp.workflow.tasks.labelling_round_fill_task", {"round_id": round.pk})]
 
 
 def test_a_form_without_a_strategy_or_while_a_round_is_open_is_refused(client, reviewer):
@@ -63,7 +63,7 @@ def test_a_form_without_a_strategy_or_while_a_round_is_open_is_refused(client, r
 def test_closing_early_starts_the_retraining(client, reviewer, django_capture_on_commit_callbacks):
     round, _ = labelling_round_with_items(2)
 
-    with mock.patch("labelapp.services.rounds.labelling_round_retrain_send") as send:
+    with mock.patch("labelapp.workflow.services.rounds.labelling_round_retrain_send") as send:
         with django_capture_on_commit_callbacks(execute=True):
             response = client.post(f"/label/rounds/{round.pk}/close/")
 
@@ -103,10 +103,10 @@ def test_the_admin_lists_rounds_and_queue_items_read_only(client, make_user):
 
     User.objects.filter(username="admin").update(is_superuser=True)
 
-    assert client.get("/admin/labelapp/labellinground/").status_code == 200
-    assert client.get(f"/admin/labelapp/labellinground/{round.pk}/change/").status_code == 200
-    assert client.get("/admin/labelapp/queueitem/").status_code == 200
-    assert client.get("/admin/labelapp/queueitem/add/").status_code == 403
+    assert client.get("/admin/workflow/labellinground/").status_code == 200
+    assert client.get(f"/admin/workflow/labellinground/{round.pk}/change/").status_code == 200
+    assert client.get("/admin/workflow/queueitem/").status_code == 200
+    assert client.get("/admin/workflow/queueitem/add/").status_code == 403
 
 
 WEB_PROCESS = """
@@ -115,7 +115,7 @@ import django
 django.setup()
 from django.contrib.auth.models import User
 from django.test import Client
-import labelapp.services.rounds as rounds
+import labelapp.workflow.services.rounds as rounds
 
 rounds.labelling_round_retrain_send = lambda **kwargs: None  # no broker message from this check
 client = Client()

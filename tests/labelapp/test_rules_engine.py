@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from labelapp.rules_engine import (
+from labelapp.catalogue.rules_engine import (
     Condition,
     RuleDefinition,
     category_name_keywords,
@@ -129,7 +129,7 @@ def test_compile_rejects_what_it_cannot_evaluate():
 
 
 def test_engine_module_imports_no_django():
-    code = ("import sys, labelapp.rules_engine; "
+    code = ("import sys, labelapp.catalogue.rules_engine; "
             "sys.exit(any(m.split('.')[0] in ('django', 'celery', 'rest_framework') for m in sys.modules))")
 
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2]).returncode == 0

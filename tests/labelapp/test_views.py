@@ -1,8 +1,8 @@
 """HTML pages: login, roles, htmx partials."""
 import pytest
 
-from labelapp.models import ImportRowIssue, ImportRun, RowOutcome
-from labelapp.roles import API_CLIENT, LABELLER, REVIEWER
+from labelapp.catalogue.models import ImportRowIssue, ImportRun, RowOutcome
+from labelapp.common.roles import API_CLIENT, LABELLER, REVIEWER
 from tests.factories import ProductFactory, category
 
 pytestmark = pytest.mark.django_db

@@ -10,26 +10,15 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from PIL import Image
 
-from labelapp.services.labels import product_category_set
-from similarity.models import (
-    EmbeddingFailure,
-    EmbeddingJob,
-    EmbeddingKind,
-    EmbeddingSpace,
-    ImageEmbedding,
-    JobStatus,
-)
-from similarity.selectors import embedding_vectors, similarity_settings
+from labelapp.catalogue.services.product_categories import products_category_refresh
+from similarity.models import EmbeddingFailure, EmbeddingJob, EmbeddingKind, EmbeddingSpace, ImageEmbedding, JobStatus
+from similarity.selectors.search import embedding_vectors
+from similarity.selectors.settings import similarity_settings
 from similarity.services import embeddings as embedding_services
-from similarity.services.embeddings import (
-    embedding_job_execute,
-    embedding_job_start,
-    embedding_jobs_reap,
-    embeddings_refresh_after_import,
-    embeddings_sync_categories,
-    image_embedder_get,
-)
-from tests.factories import ProductFactory, category
+from similarity.services.category_copies import embeddings_sync_categories
+from similarity.services.embeddings import embedding_job_execute, image_embedder_get
+from similarity.services.jobs import embedding_job_start, embedding_jobs_reap, embeddings_refresh_after_import
+from tests.factories import LabelFactory, ProductFactory, category
 
 pytestmark = pytest.mark.django_db
 
@@ -221,7 +210,8 @@ def test_category_changes_reach_the_vectors_and_bump_the_generation(embedder, ca
     product = catalogue["good"][0]
     jeans = category("Apparel > Bottomwear > Jeans", exclusive=True)
     generation = EmbeddingSpace.objects.get().generation
-    product_category_set(product=product, category=jeans, source="label")
+    LabelFactory(product=product, category=jeans)
+    products_category_refresh(product_ids=[product.id])  # in this test's transaction: no sync ran yet
 
     changed = embeddings_sync_categories(product_ids=[product.id, catalogue["good"][1].id])
 
@@ -233,9 +223,8 @@ def test_category_changes_reach_the_vectors_and_bump_the_generation(embedder, ca
 
 
 def test_refresh_after_import_queues_one_coalesced_job_on_commit(catalogue, django_capture_on_commit_callbacks,
-                                                                 monkeypatch):
-    sent = []
-    monkeypatch.setattr("similarity.tasks.embedding_job_execute_task.delay", lambda **kw: sent.append(kw))
+                                                                 sent_tasks):
+    sent = sent_tasks
     first, second = catalogue["good"][:2], catalogue["good"][2:4]
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
@@ -246,7 +235,7 @@ def test_refresh_after_import_queues_one_coalesced_job_on_commit(catalogue, djan
     job = EmbeddingJob.objects.get()
     assert (job.kind, job.status) == (EmbeddingKind.IMAGE, JobStatus.QUEUED)
     assert sorted(job.product_ids) == sorted(p.id for p in first + second)
-    assert len(callbacks) == 1 and sent == [{"job_id": job.id}]
+    assert len(callbacks) == 1 and sent == [("similarity.tasks.embedding_job_execute_task", {"job_id": job.id})]
 
 
 def test_reaper_fails_jobs_whose_worker_died(catalogue):

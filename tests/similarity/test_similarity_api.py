@@ -6,9 +6,10 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.throttling import ScopedRateThrottle
 
-from labelapp.roles import API_CLIENT, LABELLER, REVIEWER
+from labelapp.common.roles import API_CLIENT, LABELLER, REVIEWER
 from similarity.models import EmbeddingFailure, EmbeddingJob, EmbeddingKind, ImageEmbedding
-from similarity.services.embeddings import embedding_space_ensure, image_embeddings_write
+from similarity.services.embeddings import image_embeddings_write
+from similarity.services.spaces import embedding_space_ensure
 from tests.factories import ProductFactory, category
 
 pytestmark = pytest.mark.django_db

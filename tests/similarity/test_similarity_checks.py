@@ -1,7 +1,10 @@
 """System checks catch an embedding column that does not match the configured model."""
 from __future__ import annotations
 
+import dataclasses
+
 from similarity.checks import similarity_embedding_dimensions_check
+from similarity.core import backbones
 
 
 def ids(errors):
@@ -21,12 +24,8 @@ def test_an_unknown_model_version_or_backbone_is_an_error(settings):
 
 
 def test_a_backbone_whose_dimension_differs_from_the_column_is_an_error(settings, monkeypatch):
-    import dataclasses
-
-    from similarity.core import embedder
-
-    wider = dataclasses.replace(embedder.EFFICIENTNET_LITE0, dim=1536)
-    monkeypatch.setitem(embedder.BACKBONES, "efficientnet_lite0", wider)
+    wider = dataclasses.replace(backbones.EFFICIENTNET_LITE0, dim=1536)
+    monkeypatch.setitem(backbones.BACKBONES, "efficientnet_lite0", wider)
 
     assert ids(similarity_embedding_dimensions_check()) == {"similarity.E002", "similarity.E004"}
 

@@ -14,11 +14,13 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from labelapp.models import CategorySource, Product, split_for
-from labelapp.services.categories import category_path_ensure
+from labelapp.catalogue.models import CategorySource, Product, split_for
+from labelapp.catalogue.services.categories import category_path_ensure
 from similarity.models import EmbeddingKind, ImageEmbedding, Scope
-from similarity.selectors import embedding_recall_measure, similarity_settings
-from similarity.services.embeddings import embedding_space_ensure, image_embedder_get
+from similarity.selectors.evaluation import embedding_recall_measure
+from similarity.selectors.settings import similarity_settings
+from similarity.services.embeddings import image_embedder_get
+from similarity.services.spaces import embedding_space_ensure
 
 MYNTRA = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "myntra-fashion"
 N_PHOTOS = 2500

@@ -3,20 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from django.db import connection
 
-from similarity import selectors
 from similarity.models import EmbeddingJob, EmbeddingKind, ImageEmbedding, Modality, Scope, TextEmbedding
-from similarity.selectors import (
-    EmbeddingMissing,
-    ScopeUnavailable,
-    embedding_nearest,
-    embedding_vector,
-    exact_scan_limit,
-    product_similar_list,
-    similarity_settings,
-)
-from similarity.services.embeddings import embedding_space_ensure, image_embeddings_write
+from similarity.selectors import search
+from similarity.selectors.search import embedding_nearest, embedding_vector, exact_scan_limit
+from similarity.selectors.settings import similarity_settings
+from similarity.selectors.similar import EmbeddingMissing, ScopeUnavailable, product_similar_list
+from similarity.services.embeddings import image_embeddings_write
 from similarity.services.neighbours import neighbour_cache_build
+from similarity.services.spaces import embedding_space_ensure
 from tests.factories import ProductFactory, category
 
 pytestmark = pytest.mark.django_db
@@ -101,13 +97,13 @@ def test_large_scopes_take_the_graph_and_fall_back_to_exact_when_the_walk_stops_
     _, trace = nearest(query, k=20, scope=Scope.LEVEL2, strategy="auto")
     assert (trace.strategy, trace.ef_search, trace.candidates) == ("hnsw", 80, 11)  # counted up to MAX + 1
 
-    real = selectors._nearest_run
+    real = search._nearest_run
 
     def walk_stops_at_hnsw_max_scan_tuples(**kwargs):
         hits = real(**kwargs)
         return hits if kwargs["exact"] else hits[:7]
 
-    monkeypatch.setattr(selectors, "_nearest_run", walk_stops_at_hnsw_max_scan_tuples)
+    monkeypatch.setattr(search, "_nearest_run", walk_stops_at_hnsw_max_scan_tuples)
     hits, trace = nearest(query, k=20, scope=Scope.LEVEL2, strategy="auto")
     assert trace.strategy == "hnsw+exact" and len(hits) == 20
 
@@ -122,8 +118,6 @@ def test_exact_scan_limit_grows_with_k_and_the_index():
 
 
 def test_the_query_settings_do_not_leak_into_the_callers_transaction(catalogue):
-    from django.db import connection
-
     nearest(catalogue["products"][0], k=5, scope=Scope.LEVEL2, strategy="exact")
     nearest(catalogue["products"][0], k=5, scope=Scope.GLOBAL, strategy="hnsw")
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labelapp.models import Label
-from labelapp.roles import API_CLIENT, LABELLER, REVIEWER
+from labelapp.catalogue.models import Label
+from labelapp.common.roles import API_CLIENT, LABELLER, REVIEWER
 from similarity.models import EmbeddingJob, EmbeddingKind, ImageEmbedding, JobStatus, SimilarityJudgement
-from similarity.selectors import judgement_precision_by_category, product_similar_list
-from similarity.services.embeddings import embedding_space_ensure
+from similarity.selectors.evaluation import judgement_precision_by_category
+from similarity.selectors.similar import product_similar_list
 from similarity.services.evaluation import judgement_record, precision_same_category_compute
+from similarity.services.spaces import embedding_space_ensure
 from tests.factories import ProductFactory, category
 
 pytestmark = pytest.mark.django_db
@@ -214,7 +215,7 @@ def test_admin_lists_jobs_failures_and_judgements(client, make_user, catalogue):
 
 def test_only_staff_may_start_jobs_from_the_page(client, make_user, reviewer, django_capture_on_commit_callbacks,
                                                  monkeypatch):
-    monkeypatch.setattr("similarity.tasks.embedding_job_execute_task.delay", lambda **kw: None)
+    monkeypatch.setattr("labelapp.common.dispatch._publish", lambda message: None)
     assert client.post("/similarity/jobs/start/", {"kind": "image"}).status_code == 403
 
     client.force_login(make_user("boss", staff=True))

@@ -6,8 +6,11 @@ import pytest
 from django.core.management import call_command
 
 from similarity.models import EmbeddingFailure, EmbeddingJob, EmbeddingKind, EmbeddingSpace, JobStatus, TextEmbedding
-from similarity.selectors import embedding_vectors, product_similar_list, text_model_version_active
-from similarity.services.embeddings import embedding_job_execute, embedding_job_start
+from similarity.selectors.search import embedding_vectors
+from similarity.selectors.settings import text_model_version_active
+from similarity.selectors.similar import product_similar_list
+from similarity.services.embeddings import embedding_job_execute
+from similarity.services.jobs import embedding_job_start
 from tests.factories import ProductFactory, category
 
 TITLES = [
@@ -89,7 +92,7 @@ def test_build_text_vectors_command(catalogue, capsys):
 
 
 @pytest.mark.integration
-def test_a_real_worker_runs_a_text_job_over_the_broker(celery_worker_process, catalogue):
+def test_a_real_worker_runs_a_text_job_over_the_broker(celery_worker_process, catalogue):  # noqa: F811
     from similarity.tasks import embedding_job_execute_task
 
     job = embedding_job_start(kind=EmbeddingKind.TEXT, model_version="", enqueue=False)

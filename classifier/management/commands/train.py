@@ -10,8 +10,9 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from classifier.models import TrainStatus
-from classifier.services.training import train_run_create, train_run_execute
-from labelapp.management.importing import TqdmStream
+from classifier.services.pipeline import train_run_execute
+from classifier.services.runs import train_run_create
+from labelapp.catalogue.management.importing import TqdmStream
 
 
 class Command(BaseCommand):
@@ -33,6 +34,9 @@ class Command(BaseCommand):
         parser.add_argument("--max-regression", type=float,
                             help="promote only if the headline metric drops by at most this much")
         parser.add_argument("--sync", action="store_true", help="run here, with progress, instead of queueing")
+        parser.add_argument("--no-weak-targets", action="store_true",
+                            help="learn the exclusive head from human labels only, not also from the rules' and the "
+                                 "feed's categories")
 
     def handle(self, *args, **options):
         params = {name: options[name] for name in ("epochs", "batch_size", "learning_rate", "random_state")
@@ -42,6 +46,8 @@ class Command(BaseCommand):
                 params["loss_weights"] = {str(k): float(v) for k, v in json.loads(options["loss_weights"]).items()}
             except (ValueError, AttributeError) as error:
                 raise CommandError(f"--loss-weights must be a JSON object of numbers: {error}") from None
+        if options["no_weak_targets"]:
+            params["weak_targets"] = False
         feature_config = None
         if options["config"]:
             path = Path(options["config"])
@@ -76,7 +82,9 @@ class Command(BaseCommand):
         counts, metrics, version = run.data_counts, run.metrics, run.model_version
         lines = [f"Train run {run.id} succeeded in {run.duration_s:.1f}s: {run.architecture}, "
                  f"{'+'.join(run.objectives)}; {counts.get('train', 0):,} training products "
-                 f"({counts.get('exclusive_labels', 0):,} human labels, {counts.get('rule_known', 0):,} with rules), "
+                 f"({counts.get('exclusive_labels', 0):,} human labels, "
+                 f"{sum((counts.get('weak_targets') or {}).values()):,} weak targets, "
+                 f"{counts.get('rule_known', 0):,} with rules), "
                  f"{counts.get('validation', 0):,} validation."]
         for report, title in (("ground_truth", "hand-labelled ground truth"), ("rule_test", "rule-based test set")):
             section = metrics.get(report)
@@ -91,8 +99,17 @@ class Command(BaseCommand):
                 r = section["rule"]
                 parts.append(f"rule micro-F1 {_f(r.get('micro_f1'))}, macro-F1 {_f(r.get('macro_f1'))} (n={r.get('n')})")
             lines.append(f"  {title}: " + "; ".join(parts))
+        calibration = metrics.get("calibration") or {}
+        if calibration:
+            test = calibration.get("test") or {}
+            lines.append(f"  calibration: temperature {calibration['temperature']:.2f} on {calibration['n']} "
+                         f"{calibration['fitted_on']}; test ECE {_f(test.get('ece_before'))} → "
+                         f"{_f(test.get('ece_after'))}; precision "
+                         f"{'measured' if calibration.get('measured') else 'not measured (fills gaps only)'}")
         lines.append(f"  model version {version.name}: {run.get_outcome_display()}; "
                      f"{version.predictions_count:,} products predicted; artefact {version.artefact_path}")
+        if run.promotion_reason:
+            lines.append(f"  promotion: {run.promotion_reason}")
         return "\n".join(lines)
 
 

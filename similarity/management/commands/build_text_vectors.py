@@ -6,8 +6,9 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from similarity.models import EmbeddingJob, EmbeddingKind, JobStatus
-from similarity.selectors import text_model_version_active
-from similarity.services.embeddings import embedding_job_execute, embedding_job_start
+from similarity.selectors.settings import text_model_version_active
+from similarity.services.embeddings import embedding_job_execute
+from similarity.services.jobs import embedding_job_start
 
 
 class Command(BaseCommand):

@@ -7,14 +7,10 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from labelapp.models import Product
+from labelapp.catalogue.models import Product
 from similarity.models import EmbeddingJob, JobStatus
-from similarity.services.embeddings import (
-    UnknownModelVersion,
-    embedding_job_execute,
-    embedding_job_start,
-    image_embedder_get,
-)
+from similarity.services.embeddings import UnknownModelVersion, embedding_job_execute, image_embedder_get
+from similarity.services.jobs import embedding_job_start
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from similarity.models import EmbeddingKind, Scope
-from similarity.selectors import embedding_recall_measure
+from similarity.selectors.evaluation import embedding_recall_measure
 
 
 def _csv(value: str, *, cast=str) -> tuple:

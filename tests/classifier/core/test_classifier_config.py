@@ -3,14 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from classifier.core.config import (
-    FeatureConfig,
-    FieldSpec,
-    config_dumps,
-    config_load,
-    config_loads,
-    config_save,
-)
+from classifier.core.config import FeatureConfig, FieldSpec, config_dumps, config_load, config_loads, config_save
 
 
 def test_default_config_is_the_seed_systems():

@@ -12,15 +12,8 @@ import pytest
 from PIL import Image
 
 from similarity.core import embedder as embedder_module
-from similarity.core.embedder import (
-    BACKBONES,
-    EFFICIENTNET_LITE0,
-    MODEL_VERSION,
-    ImageEmbedder,
-    build_backbone,
-    load_legacy_torch_state_dict,
-    measure_throughput,
-)
+from similarity.core.backbones import BACKBONES, EFFICIENTNET_LITE0, MODEL_VERSION
+from similarity.core.embedder import ImageEmbedder, build_backbone, load_legacy_torch_state_dict, measure_throughput
 
 skimage_data = pytest.importorskip("skimage.data")
 

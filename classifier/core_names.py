@@ -1,3 +1,0 @@
-"""Names the web process needs from the classifier core without importing Keras."""
-
-ARCHITECTURE_NAMES = ("logreg", "dnn", "wide_deep", "cnn", "rnn", "image", "multimodal")
