@@ -12,7 +12,7 @@ from classifier.core.names import ARCHITECTURE_NAMES, OBJECTIVES
 from classifier.models import TrainStatus
 from classifier.selectors.runs import train_run_get, train_run_list
 from classifier.selectors.versions import model_version_list
-from classifier.services.promotion import model_version_promote
+from classifier.services.promotion import PromotionRefused, model_version_promote, train_run_promote_forced
 from classifier.services.runs import train_run_create
 from labelapp.common.pagination import paginated_response
 from labelapp.common.permissions import Reviewer
@@ -31,7 +31,9 @@ class TrainRunSerializer(serializers.Serializer):
     requested_by = serializers.CharField(source="requested_by.username", allow_null=True, default=None)
     promote = serializers.BooleanField()
     max_regression = serializers.FloatField(allow_null=True)
-    outcome = serializers.CharField()
+    outcome = serializers.CharField(help_text="promoted | blocked | forced | regression | not_requested | '' "
+                                              "(not decided)")
+    promotion_reason = serializers.CharField(help_text="Why the guard promoted the version or kept the active one.")
     data_counts = serializers.JSONField()
     timings = serializers.JSONField()
     error = serializers.CharField()
@@ -52,7 +54,9 @@ class TrainRunSerializer(serializers.Serializer):
 
 class TrainRunDetailSerializer(TrainRunSerializer):
     metrics = serializers.JSONField(help_text="'ground_truth' and 'rule_test' reports: overall, per level, "
-                                              "per category, most confused pairs.")
+                                              "per category, most confused pairs; 'calibration' (temperature, "
+                                              "ECE before/after, reliability bins); 'promotion' (the guard's "
+                                              "test, counts, p-value, catalogue accuracy before and after).")
     history = serializers.JSONField(help_text="Per-epoch losses.")
     feature_config = serializers.CharField()
 
@@ -112,6 +116,9 @@ class ModelVersionSerializer(serializers.Serializer):
     is_active = serializers.BooleanField()
     headline_metric = serializers.CharField()
     headline_value = serializers.FloatField(allow_null=True)
+    temperature = serializers.FloatField(help_text="The exclusive head's calibration (temperature scaling).")
+    precision_measured = serializers.BooleanField(
+        help_text="Calibrated on enough human labels for its confidence to compete with the rules and the feed.")
     classes = serializers.SerializerMethodField(help_text="Number of exclusive classes.")
     rule_classes = serializers.SerializerMethodField(help_text="Number of rule classes.")
     predictions_count = serializers.IntegerField()
@@ -152,3 +159,18 @@ class ModelVersionActivateApi(APIView):
         model_version_promote(version=version, force=True)
         version.refresh_from_db()
         return Response(ModelVersionSerializer(version).data)
+
+
+class TrainRunPromoteApi(APIView):
+    """Promote a run's version that the guard kept out, on a reviewer's word; the decision is recorded on the run."""
+
+    permission_classes = [Reviewer]
+
+    @extend_schema(request=None, responses={200: TrainRunDetailSerializer})
+    def post(self, request, train_run_id: int):
+        run = train_run_get(train_run_id=train_run_id)
+        try:
+            train_run_promote_forced(run=run, user=request.user)
+        except PromotionRefused as error:
+            return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
+        return Response(TrainRunDetailSerializer(train_run_get(train_run_id=train_run_id)).data)

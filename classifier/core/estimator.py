@@ -22,31 +22,64 @@ FORMAT_VERSION = 1
 MODEL_FILE, CONFIG_FILE, META_FILE = "model.keras", "feature_config.toml", "classifier.json"
 
 
-def objective_losses(objectives: Sequence[str]) -> dict[str, keras.losses.Loss]:
+@keras.saving.register_keras_serializable(package="classifier_core")
+class ObservationLikelihoodLoss(keras.losses.Loss):
+    """−log Σ_c t_c p_c: the negative log-probability the model gives to a weak observation t [batch, C].
+
+    With t the indicator of the categories weak evidence names (scaled to sum 1), this is the partial-label
+    loss (Jin & Ghahramani, 2002; Cour et al., 2011): the model may put the mass on any named category and
+    settles on the one the other products support; with t = P(evidence | class) (up to a constant) it is the
+    forward loss correction of Patrini et al. (2017). On a one-hot t it equals the cross-entropy.
+    """
+
+    def __init__(self, reduction="mean_with_sample_weight", name="observation_likelihood", **kwargs):
+        super().__init__(reduction=reduction, name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        likelihood = keras.ops.sum(keras.ops.cast(y_true, y_pred.dtype) * y_pred, axis=-1)
+        return -keras.ops.log(keras.ops.clip(likelihood, keras.backend.epsilon(), 1.0))
+
+
+EXCLUSIVE_LOSSES: dict[str, Callable[[], keras.losses.Loss]] = {
+    "cross_entropy": lambda: keras.losses.CategoricalCrossentropy(reduction="mean_with_sample_weight"),
+    "observation_likelihood": lambda: ObservationLikelihoodLoss(),
+}
+"""The exclusive head's losses on target distributions t [n, C]: cross_entropy −Σ t log p fits the distribution;
+observation_likelihood −log Σ t p (see ObservationLikelihoodLoss) lets the model choose within it."""
+
+
+def objective_losses(objectives: Sequence[str], *, exclusive_loss: str | None = None) -> dict[str, keras.losses.Loss]:
     """Return each objective's loss, averaged over the products that have a target (sample weight 1).
 
-    exclusive: categorical cross-entropy on class indices; rule: binary cross-entropy averaged over the
-    rule classes. "mean_with_sample_weight" divides by the batch's known products, not its size, so the
-    heads keep their relative weight however sparse the labels are.
+    exclusive: categorical cross-entropy on class indices, or with `exclusive_loss` (a name in EXCLUSIVE_LOSSES)
+    that loss on target distributions [n, C]; rule: binary cross-entropy averaged over the rule classes.
+    "mean_with_sample_weight" divides by the batch's known products, not its size, so the heads keep their
+    relative weight however sparse the labels are.
     """
+    if exclusive_loss is not None and exclusive_loss not in EXCLUSIVE_LOSSES:
+        raise ValueError(f"unknown exclusive loss {exclusive_loss!r}; choose one of {sorted(EXCLUSIVE_LOSSES)}")
     losses = {
-        "exclusive": lambda: keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight"),
+        "exclusive": (EXCLUSIVE_LOSSES[exclusive_loss] if exclusive_loss is not None else
+                      lambda: keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight")),
         "rule": lambda: keras.losses.BinaryCrossentropy(reduction="mean_with_sample_weight"),
     }
     return {objective: losses[objective]() for objective in objectives}
 
 
-def masked_targets(y: Targets, objectives: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def masked_targets(y: Targets, objectives: Sequence[str], *, dense: bool = False,
+                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Return per objective the Keras targets and sample weights float32 [n]: 0 where a product has no target,
     else the target's weight (exclusive: `y.exclusive_weight`; rule: 1).
 
-    exclusive targets int32 [n] (unknown rows get class 0, weighted 0); rule targets float32 [n, R]
-    (rows the rules never saw are zeroed, weighted 0, so even NaN there cannot leak into the loss).
+    exclusive targets int32 [n] (unknown rows get class 0, weighted 0), or with `dense` float32 [n, C]
+    distributions (one-hot for a class, the `exclusive_soft` row otherwise, zeros when unknown); rule targets
+    float32 [n, R] (rows the rules never saw are zeroed, weighted 0, so even NaN there cannot leak into the loss).
     """
     targets, weights = {}, {}
     if "exclusive" in objectives:
-        known = y.exclusive >= 0
-        targets["exclusive"] = np.where(known, y.exclusive, 0).astype(np.int32)
+        known = y.exclusive_known
+        targets["exclusive"] = (y.exclusive_distribution() if dense
+                                else np.where(known, y.exclusive, 0).astype(np.int32))
         weights["exclusive"] = (known * y.exclusive_weight).astype(np.float32)
     if "rule" in objectives:
         targets["rule"] = np.where(y.rule_known[:, None], np.nan_to_num(y.rule), 0).astype(np.float32)
@@ -57,7 +90,12 @@ def masked_targets(y: Targets, objectives: Sequence[str]) -> tuple[dict[str, np.
 class ProductClassifier:
     """Categorise products from raw fields with a Keras model; one softmax and/or sigmoid head per objective.
 
-    Parameters are stored as given and validated in `fit`. Fitted attributes: `model_` (end-to-end Keras
+    `exclusive_loss` (a name in EXCLUSIVE_LOSSES) trains the exclusive head on target distributions: needed when
+    targets carry `exclusive_soft` rows (None then means "cross_entropy"); None otherwise keeps the sparse
+    cross-entropy on class indices. With `warm_start`, `fit` on a fitted (or loaded) classifier continues from its
+    weights and keeps its vocabularies (scikit-learn's warm_start): a second stage, e.g. fine-tuning on human labels
+    after learning from weak targets; the classes must not change. Parameters are stored as given and validated
+    in `fit`. Fitted attributes: `model_` (end-to-end Keras
     model on raw inputs), `config_` (the config with fitted vocabulary sizes), `classes_`, `rule_classes_`,
     `history_` (per-epoch losses), `temperature_` (the exclusive head's calibration, 1.0 until `calibrate`).
     """
@@ -67,7 +105,8 @@ class ProductClassifier:
     def __init__(self, *, config: FeatureConfig, architecture: str = "wide_deep",
                  objectives: Sequence[str] = ("exclusive",), epochs: int = 10, batch_size: int = 256,
                  learning_rate: float = 1e-3, loss_weights: dict[str, float] | None = None,
-                 validation_fraction: float = 0.1, patience: int = 2, random_state: int | None = None):
+                 validation_fraction: float = 0.1, patience: int = 2, random_state: int | None = None,
+                 exclusive_loss: str | None = None, warm_start: bool = False):
         self.config = config
         self.architecture = architecture
         self.objectives = objectives
@@ -78,6 +117,8 @@ class ProductClassifier:
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.random_state = random_state
+        self.exclusive_loss = exclusive_loss
+        self.warm_start = warm_start
 
     def get_params(self, deep: bool = True) -> dict:
         """Return the constructor parameters."""
@@ -118,21 +159,27 @@ class ProductClassifier:
         if validation_data is not None and not len(validation_data[0]):
             validation_data = None
 
-        preprocessor, fitted_config = build_preprocessor(self.config, X_train)
-        heads = {"exclusive": len(y.classes), "rule": len(y.rule_classes)}
-        heads = {objective: heads[objective] for objective in objectives}
-        network = build_network(fitted_config, architecture=self.architecture, heads=heads)
+        if self.warm_start and hasattr(self, "model_"):
+            preprocessor, network, fitted_config = self._warm_parts(y, objectives)
+        else:
+            preprocessor, fitted_config = build_preprocessor(self.config, X_train)
+            heads = {"exclusive": len(y.classes), "rule": len(y.rule_classes)}
+            heads = {objective: heads[objective] for objective in objectives}
+            network = build_network(fitted_config, architecture=self.architecture, heads=heads)
         loss_weights = {objective: float((self.loss_weights or {}).get(objective, 1.0)) for objective in objectives}
+        exclusive_loss = self._exclusive_loss(y)
         # No XLA: it does not take the sparse TF-IDF inputs, and compiling costs more than it saves on small CPUs.
-        network.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss=objective_losses(objectives),
-                        loss_weights=loss_weights, jit_compile=False)
+        network.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
+                        loss=objective_losses(objectives, exclusive_loss=exclusive_loss), loss_weights=loss_weights,
+                        jit_compile=False)
 
+        dense = exclusive_loss is not None
         train_data = self._dataset(preprocessor, network, fitted_config, X_train, y_train, objectives,
-                                   shuffle=True, seed=int(rng.integers(2**31)))
+                                   dense=dense, shuffle=True, seed=int(rng.integers(2**31)))
         callbacks = []
         if validation_data is not None:
             validation_data = self._dataset(preprocessor, network, fitted_config, *validation_data, objectives,
-                                            shuffle=False)
+                                            dense=dense, shuffle=False)
             callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience,
                                                            restore_best_weights=True))
         if progress is not None:
@@ -243,10 +290,30 @@ class ProductClassifier:
             raise ValueError("the rule objective needs y.rule and y.rule_classes")
         return objectives
 
-    def _dataset(self, preprocessor, network, config, X, y, objectives, *, shuffle, seed=None):
+    def _warm_parts(self, y: Targets, objectives: tuple[str, ...]) -> tuple[keras.Model, keras.Model, FeatureConfig]:
+        """Return the fitted preprocessor, network and config to continue from; the heads must be the same."""
+        heads = tuple(self.model_.output)
+        if set(heads) != set(objectives):
+            raise ValueError(f"warm start: the classifier has heads {sorted(heads)}, the targets {sorted(objectives)}")
+        if "exclusive" in objectives and tuple(y.classes) != tuple(str(c) for c in self.classes_):
+            raise ValueError("warm start: the exclusive classes differ from the fitted ones")
+        if "rule" in objectives and tuple(y.rule_classes) != tuple(str(c) for c in self.rule_classes_):
+            raise ValueError("warm start: the rule classes differ from the fitted ones")
+        return (self.model_.get_layer("preprocessor"), self.model_.get_layer(f"{self.architecture}_network"),
+                self.config_)
+
+    def _exclusive_loss(self, y: Targets) -> str | None:
+        """Return the exclusive head's loss on distributions, or None for the sparse cross-entropy on indices."""
+        if self.exclusive_loss is not None and self.exclusive_loss not in EXCLUSIVE_LOSSES:
+            raise ValueError(f"unknown exclusive loss {self.exclusive_loss!r}; choose one of {sorted(EXCLUSIVE_LOSSES)}")
+        if self.exclusive_loss is None and "exclusive" in self.objectives and y.exclusive_soft is not None:
+            return "cross_entropy"
+        return self.exclusive_loss if "exclusive" in self.objectives else None
+
+    def _dataset(self, preprocessor, network, config, X, y, objectives, *, dense, shuffle, seed=None):
         inputs = frame_inputs(X, config)
         cache = FeatureCache(preprocessor, inputs, names=_input_names(network))
-        targets, weights = masked_targets(y, objectives)
+        targets, weights = masked_targets(y, objectives, dense=dense)
         return cache.dataset(targets, weights, batch_size=self.batch_size, shuffle=shuffle, seed=seed)
 
     def _fitted_model(self) -> keras.Model:

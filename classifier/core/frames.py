@@ -97,6 +97,9 @@ class Targets:
     exclusive: int [n] index into `classes`, -1 where no target is known.
     exclusive_weight: float [n] how much each exclusive target counts in the loss (default 1): a human label
     weighs 1, a weak target (a legacy rule's or the feed's category) the measured precision of its source.
+    exclusive_soft: float [n, len(classes)] or None, the target of products whose class is known only as a
+    distribution (rows ≥ 0 summing to 1; all zeros = none), e.g. weak evidence naming several categories. A
+    product's exclusive target is its class where `exclusive` ≥ 0, else its `exclusive_soft` row, if any.
     rule: 0/1 [n, len(rule_classes)] categories the rules assign; `rule_known` bool [n] is False for
     products the rules never saw (their `rule` row is ignored).
     """
@@ -107,6 +110,7 @@ class Targets:
     rule_known: np.ndarray | None = None
     rule_classes: Sequence[str] = ()
     exclusive_weight: np.ndarray | None = None
+    exclusive_soft: np.ndarray | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
@@ -121,6 +125,17 @@ class Targets:
             if weight.size and (weight.min() < 0 or not np.isfinite(weight).all()):
                 raise ValueError("exclusive weights must be finite and ≥ 0")
             object.__setattr__(self, "exclusive_weight", weight)
+        if self.exclusive_soft is not None:
+            if self.exclusive is None:
+                raise ValueError("exclusive_soft needs exclusive (-1 where the soft row is the target)")
+            soft = np.asarray(self.exclusive_soft, dtype=np.float32)
+            if soft.shape != (len(self.exclusive), len(self.classes)):
+                raise ValueError(f"exclusive_soft must be [{len(self.exclusive)}, {len(self.classes)}], got {soft.shape}")
+            sums = soft.sum(axis=1)
+            if soft.size and (soft.min() < 0 or not np.isfinite(soft).all()
+                              or not np.all((np.abs(sums - 1) < 1e-3) | (sums == 0))):
+                raise ValueError("exclusive_soft rows must be ≥ 0 and sum to 1 (or be all zeros: no target)")
+            object.__setattr__(self, "exclusive_soft", soft)
         if self.rule is not None:
             rule = np.asarray(self.rule, dtype=np.float32)
             if rule.ndim != 2 or rule.shape[1] != len(self.rule_classes):
@@ -135,6 +150,21 @@ class Targets:
     def __len__(self) -> int:
         return len(self.exclusive) if self.exclusive is not None else len(self.rule)
 
+    @property
+    def exclusive_known(self) -> np.ndarray:
+        """Return bool [n]: the product has an exclusive target, a class or a soft row."""
+        known = self.exclusive >= 0
+        return known if self.exclusive_soft is None else known | (self.exclusive_soft.sum(axis=1) > 0)
+
+    def exclusive_distribution(self) -> np.ndarray:
+        """Return every product's exclusive target as a distribution float32 [n, len(classes)] (zeros: none)."""
+        known = self.exclusive >= 0
+        rows = np.zeros((len(self.exclusive), len(self.classes)), np.float32)
+        if self.exclusive_soft is not None:
+            rows[~known] = self.exclusive_soft[~known]
+        rows[np.flatnonzero(known), self.exclusive[known]] = 1.0
+        return rows
+
     def take(self, indices: Sequence[int] | np.ndarray) -> "Targets":
         """Return the targets of the products at `indices` (int [m])."""
         indices = np.asarray(indices, dtype=np.int64)
@@ -142,6 +172,7 @@ class Targets:
             self,
             exclusive=None if self.exclusive is None else self.exclusive[indices],
             exclusive_weight=None if self.exclusive_weight is None else self.exclusive_weight[indices],
+            exclusive_soft=None if self.exclusive_soft is None else self.exclusive_soft[indices],
             rule=None if self.rule is None else self.rule[indices],
             rule_known=None if self.rule_known is None else self.rule_known[indices],
         )

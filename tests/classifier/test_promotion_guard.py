@@ -98,3 +98,54 @@ def test_forcing_a_run_without_a_version_is_refused(ground_truth):
 
     with pytest.raises(PromotionRefused):
         train_run_promote_forced(run=run)
+
+
+def test_the_run_page_and_the_api_show_the_decision_and_a_reviewer_forces_it(ground_truth, client, api_client,
+                                                                            make_user):
+    from labelapp.common.roles import REVIEWER
+
+    products, shirts, jeans = ground_truth["products"], ground_truth["shirts"], ground_truth["jeans"]
+    _version(products, right=12, truth=shirts, wrong=jeans, active=True)
+    worse = _version(products, right=4, truth=shirts, wrong=jeans)
+    TrainRun.objects.filter(id=worse.train_run_id).update(outcome=model_version_promote(version=worse),
+                                                         status="succeeded")
+    reviewer = make_user("rev", REVIEWER)
+    client.force_login(reviewer)
+    api_client.force_authenticate(reviewer)
+
+    page = client.get(f"/review/runs/{worse.train_run_id}/").content.decode()
+    detail = api_client.get(f"/api/v1/train-runs/{worse.train_run_id}/").json()
+
+    assert "Promotion decision" in page and "McNemar" in page and "Promote anyway" in page
+    assert detail["outcome"] == "blocked" and "worse than" in detail["promotion_reason"]
+    assert detail["metrics"]["promotion"]["models"]["only_active_right"] == 8
+
+    forced = api_client.post(f"/api/v1/train-runs/{worse.train_run_id}/promote/")
+    assert forced.status_code == 200 and forced.json()["outcome"] == "forced"
+    assert ModelVersion.objects.get(is_active=True) == worse
+    assert "forced by rev" in forced.json()["promotion_reason"]
+    assert api_client.post("/api/v1/train-runs/999999/promote/").status_code == 404
+
+
+def test_the_trust_page_shows_rules_feeds_and_the_model_reliability(ground_truth, client, make_user):
+    from labelapp.catalogue.services.trust import trust_refresh
+    from labelapp.common.roles import REVIEWER
+
+    for product in ProductFactory.create_batch(4, split=Split.DEV, source="shop", feed_category=ground_truth["shirts"]):
+        LabelFactory(product=product, category=ground_truth["shirts"])
+        RuleLabel.objects.create(product=product, category=ground_truth["shirts"], rule=ground_truth["rule"])
+    trust_refresh()
+    version = ModelVersionFactory(is_active=True)
+    TrainRun.objects.filter(id=version.train_run_id).update(metrics={"calibration": {
+        "temperature": 1.7, "n": 40, "fitted_on": "human labels", "measured": True,
+        "test": {"n": 10, "ece_before": 0.2, "ece_after": 0.05,
+                 "reliability": [{"low": 0.8, "high": 0.9, "count": 10, "confidence": 0.85, "accuracy": 0.8}],
+                 "reliability_before": [{"low": 0.9, "high": 1.0, "count": 10, "confidence": 0.97, "accuracy": 0.8}]}}})
+    client.force_login(make_user("rev", REVIEWER))
+
+    html = client.get("/review/trust/").content.decode()
+
+    assert ground_truth["rule"].name in html and "0.51–1.00" in html  # 4 of 4 right: the Wilson interval
+    assert "shop" in html and "agree" in html
+    assert "Reliability" in html and "calibrated" in html and "before calibration" in html
+    assert client.get("/review/trust/").status_code == 200
