@@ -4,11 +4,21 @@ from __future__ import annotations
 import pytest
 
 from classifier.models import ModelVersion, PromotionOutcome, TrainRun
-from classifier.services.promotion import (PromotionRefused, mcnemar_worse_p, model_version_promote,
-                                           train_run_promote_forced)
+from classifier.services.promotion import (
+    PromotionRefused,
+    mcnemar_worse_p,
+    model_version_promote,
+    train_run_promote_forced,
+)
 from labelapp.catalogue.models import CategorySource, RuleLabel, SourceTrust, Split, TrustKind
-from tests.factories import (LabelFactory, LegacyRuleFactory, ModelVersionFactory, PredictionFactory, ProductFactory,
-                             category)
+from tests.factories import (
+    LabelFactory,
+    LegacyRuleFactory,
+    ModelVersionFactory,
+    PredictionFactory,
+    ProductFactory,
+    category,
+)
 
 pytestmark = pytest.mark.django_db
 
