@@ -134,7 +134,7 @@ class ProductClassifier:
             setattr(self, name, value)
         return self
 
-    def fit(self, X: ProductFrame, y: Targets, *,
+    def fit(self, X: ProductFrame, y: Targets, *,  # long: one Keras fit, its checks and callbacks in order
             validation_data: tuple[ProductFrame, Targets] | None = None,
             progress: Callable[[int, dict], None] | None = None) -> "ProductClassifier":
         """Train on products X and their targets y; `progress(epoch, logs)` is called after each (0-based) epoch.

@@ -24,7 +24,7 @@ from classifier.core.sampling import STRATEGIES, mix_counts, mixed_batch_select
 CSV_COLUMNS = ("strategy", "seed", "round", "labels", "accuracy", "macro_f1", "seconds")
 
 
-def simulate(*, X: ProductFrame, y: np.ndarray, classes: Sequence[str], X_test: ProductFrame, y_test: np.ndarray,
+def simulate(*, X: ProductFrame, y: np.ndarray, classes: Sequence[str], X_test: ProductFrame, y_test: np.ndarray,  # long: the loop reads best whole
              strategy: str | Mapping[str, int | float], rounds: int, batch_size: int, seed_size: int,
              make_classifier: Callable[[int], Any], rule_targets: Targets | None = None,
              embeddings: np.ndarray | None = None, ancestors: Ancestors | None = None, diversity: float = 0.0,
