@@ -219,13 +219,16 @@ def weak_transition(catalogue: Catalogue, dev_unlabelled: np.ndarray, precisions
 class Variant:
     """How weak targets are built and learned; `self_train`: a second fit adding confident pseudo-labels;
     `human_weight`: "one" (1 each) or "balanced" (the human labels weigh as much in total as the weak targets);
-    `finetune`: a second stage continuing from the first fit's weights on the human labels alone."""
+    `finetune`: a second stage continuing from the first fit's weights on the human labels alone;
+    `posterior`: with labels, first a model of the human labels alone (p_A), then the weak rows become the posterior
+    P(class | title, rules) ∝ p_A(class | title) / P_A(class) × row(class), learned with cross-entropy."""
 
     build: Callable
     loss: str | None = None
     self_train: bool = False
     human_weight: str = "one"
     finetune: bool = False
+    posterior: bool = False
     description: str = ""
 
 
@@ -257,7 +260,37 @@ VARIANTS = {
                                    description="d: b' then fine-tuning on the human labels alone"),
     "transition_finetune": Variant(weak_transition, "observation_likelihood", finetune=True,
                                    description="d: transition then fine-tuning on the human labels alone"),
+    "posterior": Variant(weak_transition, "cross_entropy", posterior=True,
+                         description="d: rule evidence (transition rows) × a human-label model's evidence (Bayes)"),
 }
+
+
+def posterior_rows(catalogue: Catalogue, weak: Weak, model) -> Weak:
+    """Return `weak` with every row turned into P(class | title, rules) ∝ row(class) × p(class | title) / P(class).
+
+    p is the model's (of the human labels) probability, P its mean over the dev products (its class prior); a class
+    the model does not know gets the ratio 1 (the title says nothing about it). Weight 1: the row holds the doubt.
+    """
+    dev = np.flatnonzero(~catalogue.test)
+    known = [int(c) for c in model.classes_]
+    prior = model.predict_proba(catalogue.frame.take(dev))["exclusive"].mean(axis=0)
+    indices = np.array(sorted(weak.soft) + sorted(weak.hard), dtype=np.int64)
+    ratio = np.ones((len(indices), len(catalogue.leaves)), np.float64)
+    ratio[:, known] = model.predict_proba(catalogue.frame.take(indices))["exclusive"] / np.maximum(prior, 1e-12)
+    rows = {}
+    for position, i in enumerate(indices.tolist()):
+        if i in weak.soft:
+            row, _ = weak.soft[i]
+        else:
+            row = {weak.hard[i][0]: 1.0}
+        evidence = np.full(len(catalogue.leaves), row.get("smear", 0.0) / max(1, len(catalogue.leaves) - len(row) + 1))
+        for leaf, mass in row.items():
+            if leaf != "smear":
+                evidence[leaf] = mass
+        posterior = evidence * ratio[position]
+        posterior /= posterior.sum()
+        rows[i] = ({leaf: float(mass) for leaf, mass in enumerate(posterior) if mass > 0}, 1.0)
+    return Weak(hard={}, soft=rows)
 
 
 # --- training sets -----------------------------------------------------------------------------------------------
@@ -429,9 +462,15 @@ def run_variant(catalogue: Catalogue, variant: Variant, *, labels: dict[int, int
     precisions, pooled = rule_precisions(catalogue, labels)
     unlabelled = np.array([i for i in np.flatnonzero(~catalogue.test) if i not in labels], dtype=np.int64)
     weak = variant.build(catalogue, unlabelled, precisions, pooled, labels)
+    seconds = 0.0
+    if variant.posterior and labels:
+        model, seconds = classifier_fit(catalogue, training_set(catalogue, labels=labels, weak=None),
+                                        architecture=args.architecture, loss=None, seed=seed, epochs=args.epochs)
+        weak = posterior_rows(catalogue, weak, model)
     data = training_set(catalogue, labels=labels, weak=weak, human_weight=variant.human_weight)
-    classifier, seconds = classifier_fit(catalogue, data, architecture=args.architecture, loss=variant.loss,
-                                         seed=seed, epochs=args.epochs)
+    classifier, more = classifier_fit(catalogue, data, architecture=args.architecture, loss=variant.loss,
+                                      seed=seed, epochs=args.epochs)
+    seconds += more
     extra = {}
     if variant.self_train:
         threshold = pooled if pooled is not None else PRIOR_PRECISION
