@@ -46,10 +46,12 @@ def canvas_send(signature) -> OutboxMessage:
 
 
 def _publish(message: OutboxMessage) -> None:
+    # Nobody waits for an outbox task's result, so the result backend is not touched here: subscribing to it
+    # retries for about 20 s against a dead Valkey, which would hold the request that sent the message.
     if message.canvas:
-        current_app.signature(message.canvas).apply_async(retry=False)
+        current_app.signature(message.canvas).apply_async(retry=False, ignore_result=True)
     else:
-        current_app.send_task(message.task, kwargs=message.kwargs, retry=False)
+        current_app.send_task(message.task, kwargs=message.kwargs, retry=False, ignore_result=True)
 
 
 def outbox_deliver(*, ids: list[int] | None = None, limit: int = 200) -> int:
