@@ -122,3 +122,20 @@ class LabelContext(models.Model):
 
     def __str__(self) -> str:
         return f"label {self.label_id} in round {self.round_id}"
+
+
+class SetupStep(models.Model):
+    """A one-time installation step that has run (e.g. a step of `load_demo`): re-running it changes nothing.
+
+    A crash between steps leaves the finished ones recorded, so the next run resumes at the first unfinished one.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    done_at = models.DateTimeField(auto_now_add=True)
+    detail = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["done_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.done_at:%Y-%m-%d %H:%M})"
