@@ -20,10 +20,11 @@ def rules_apply_task(product_ids: list[int] | None = None) -> dict[str, int]:
 
 # No autoretry: a run that failed is no longer queued, so a retry would do nothing; the reaper handles
 # runs whose worker died.
-@shared_task(acks_late=True)
-def import_run_execute_task(import_run_id: int) -> str:
+@shared_task(bind=True, acks_late=True)
+def import_run_execute_task(self, import_run_id: int) -> str:
     """Execute a queued import run (products, taxonomy or rules); return its final status."""
-    return import_job_run(import_run_id=import_run_id).status
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    return import_job_run(import_run_id=import_run_id, redelivered=redelivered).status
 
 
 @shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)

@@ -145,11 +145,13 @@ class App:
                             "--workers", "1", "--threads", "4", "--timeout", "60"])
         wait_for(lambda: port_open(self.port), timeout=60, what="gunicorn to listen")
 
-    def start_worker(self) -> None:
+    def start_worker(self, *, pool: str = "solo", name: str = "worker", beat: bool = True) -> None:
         queue = self.env["CELERY_DEFAULT_QUEUE"]
-        self._spawn("worker", [sys.executable, "-m", "celery", "-A", "config", "worker", "--beat", "--pool=solo",
-                               "--loglevel=INFO", f"--queues={queue}", f"--hostname={queue}@localhost",
-                               "--without-gossip", "--without-mingle", "-s", str(self.folder / "beat-schedule")])
+        self._spawn(name, [sys.executable, "-m", "celery", "-A", "config", "worker", *(["--beat"] if beat else []),
+                           f"--pool={pool}",
+                           "--concurrency=1", "--loglevel=INFO", f"--queues={queue}",
+                           f"--hostname={queue}@localhost", "--without-gossip", "--without-mingle",
+                           "-s", str(self.folder / "beat-schedule")])
 
     def kill(self, name: str) -> None:
         process = self.processes.pop(name, None)

@@ -70,8 +70,16 @@ def import_job_submit(*, kind: str, uploaded_file: UploadedFile, user: AbstractB
     return run
 
 
-def import_job_run(*, import_run_id: int) -> ImportRun:
-    """Execute a queued import run with progress reports; a product import then queues its follow-up."""
+def import_job_run(*, import_run_id: int, redelivered: bool = False) -> ImportRun:
+    """Execute a queued import run with progress reports; a product import then queues its follow-up.
+
+    `redelivered`: the broker delivers this message again because the worker that took it died mid-task (the task
+    acknowledges late). A run it left "running" is queued again and imported from the start; products are
+    upserted, so the rows the dead worker committed are simply written once more.
+    """
+    if redelivered:
+        ImportRun.objects.filter(pk=import_run_id, status=ImportStatus.RUNNING).update(
+            status=ImportStatus.QUEUED, started_at=None)
     run = import_run_execute(import_run_id=import_run_id,
                              progress=import_progress_recorder(import_run_id=import_run_id))
     if run.kind == ImportKind.PRODUCTS and run.status == ImportStatus.SUCCEEDED:
