@@ -42,21 +42,22 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import bench_classifier  # noqa: E402
-from bench_trust import FEATURES  # noqa: E402
-from labelapp.catalogue.rules_engine import RuleDefinition, category_name_keywords, rules_compile  # noqa: E402
+import bench_classifier
+from bench_trust import FEATURES
+
+from labelapp.catalogue.rules_engine import RuleDefinition, category_name_keywords, rules_compile
 
 OUT = ROOT / "bench" / "out"
 # labelapp.catalogue.services.trust and classifier.services.dataset: the product's own constants.
@@ -64,7 +65,7 @@ PRIOR_PRECISION = 0.5
 SHRINK_LABELS = 10
 MIN_CALIBRATION_LABELS = 30
 # config/settings.py defaults (CLASSIFIER_*).
-TRAINING = dict(epochs=15, batch_size=256, learning_rate=3e-3, patience=2)
+TRAINING = {"epochs": 15, "batch_size": 256, "learning_rate": 3e-3, "patience": 2}
 CARD_MODEL_SUGGESTIONS, CARD_KEYS = 5, 9
 
 
@@ -197,10 +198,7 @@ def weak_transition(catalogue: Catalogue, dev_unlabelled: np.ndarray, precisions
     products whose rules named the same set, shrunk towards `weak_smoothed`'s row as if it had contributed
     SHRINK_LABELS labels (the product's shrinkage); with no such label it is `weak_smoothed`'s row."""
     weak = weak_smoothed(catalogue, dev_unlabelled, precisions, pooled)
-    seen = collections.defaultdict(collections.Counter)
-    for index, leaf in (labels or {}).items():
-        if catalogue.named[index]:
-            seen[catalogue.named[index]][leaf] += 1
+    seen = observed_sets(catalogue, labels or {})
     spread_over = len(catalogue.leaves)
     for i, (row, weight) in weak.soft.items():
         counts = seen.get(catalogue.named[i])
@@ -265,32 +263,44 @@ VARIANTS = {
 }
 
 
-def posterior_rows(catalogue: Catalogue, weak: Weak, model) -> Weak:
-    """Return `weak` with every row turned into P(class | title, rules) ∝ row(class) × p(class | title) / P(class).
+def observed_sets(catalogue: Catalogue, labels: dict[int, int]) -> dict[tuple[int, ...], collections.Counter]:
+    """Return named set → how many human-labelled dev products of that set have each true leaf."""
+    seen = collections.defaultdict(collections.Counter)
+    for index, leaf in labels.items():
+        if catalogue.named[index]:
+            seen[catalogue.named[index]][leaf] += 1
+    return seen
 
-    p is the model's (of the human labels) probability, P its mean over the dev products (its class prior); a class
-    the model does not know gets the ratio 1 (the title says nothing about it). Weight 1: the row holds the doubt.
+
+def posterior_rows(catalogue: Catalogue, indices: np.ndarray, precisions, pooled, labels: dict[int, int],
+                   model) -> Weak:
+    """Return for the products at `indices` P(leaf | title, rules) ∝ P(leaf | rules) × p(leaf | title) / P(leaf)
+    (classifier.core.weak_targets: evidence_rows, evidence_posterior), weight 1 (the row holds the doubt).
+
+    P(leaf | rules): the rules' named set, its precisions and the labels of the same set (`weak_transition`'s row);
+    p: the model's (of the human labels) probability, P its mean over the dev products (its class prior); a leaf
+    the model does not know gets p = P (the title says nothing about it).
     """
-    dev = np.flatnonzero(~catalogue.test)
+    from classifier.core.weak_targets import evidence_posterior, evidence_rows
+
+    seen = observed_sets(catalogue, labels)
+    evidence = evidence_rows([{leaf: precision_of(leaf, precisions, pooled) for leaf in catalogue.named[i]}
+                              for i in indices], len(catalogue.leaves),
+                             observed=[seen.get(catalogue.named[i]) for i in indices], shrink=SHRINK_LABELS)
     known = [int(c) for c in model.classes_]
-    prior = model.predict_proba(catalogue.frame.take(dev))["exclusive"].mean(axis=0)
-    indices = np.array(sorted(weak.soft) + sorted(weak.hard), dtype=np.int64)
-    ratio = np.ones((len(indices), len(catalogue.leaves)), np.float64)
-    ratio[:, known] = model.predict_proba(catalogue.frame.take(indices))["exclusive"] / np.maximum(prior, 1e-12)
-    rows = {}
-    for position, i in enumerate(indices.tolist()):
-        if i in weak.soft:
-            row, _ = weak.soft[i]
-        else:
-            row = {weak.hard[i][0]: 1.0}
-        evidence = np.full(len(catalogue.leaves), row.get("smear", 0.0) / max(1, len(catalogue.leaves) - len(row) + 1))
-        for leaf, mass in row.items():
-            if leaf != "smear":
-                evidence[leaf] = mass
-        posterior = evidence * ratio[position]
-        posterior /= posterior.sum()
-        rows[i] = ({leaf: float(mass) for leaf, mass in enumerate(posterior) if mass > 0}, 1.0)
+    prior = np.full(len(catalogue.leaves), 1.0 / len(catalogue.leaves))
+    prior[known] = model.predict_proba(catalogue.frame.take(np.flatnonzero(~catalogue.test)))["exclusive"].mean(axis=0)
+    proba = np.tile(prior, (len(indices), 1))
+    proba[:, known] = model.predict_proba(catalogue.frame.take(indices))["exclusive"]
+    posterior = evidence_posterior(evidence, proba, prior)
+    rows = {i: ({leaf: float(mass) for leaf, mass in enumerate(posterior[position]) if mass > 0}, 1.0)
+            for position, i in enumerate(indices.tolist())}
     return Weak(hard={}, soft=rows)
+
+
+# Measured on three seeds (the others once, as screening): see the module docstring for the command.
+DEFAULT_VARIANTS = ("today", "candidates", "forward", "candidates_self", "transition", "candidates_finetune",
+                    "posterior")
 
 
 # --- training sets -----------------------------------------------------------------------------------------------
@@ -368,10 +378,11 @@ def classifier_fit(catalogue: Catalogue, data: TrainingSet, *, architecture: str
         in_validation[:] = False
     fit, validation = np.flatnonzero(~in_validation), np.flatnonzero(in_validation)
     batch_size = min(TRAINING["batch_size"], max(16, math.ceil(len(fit) / 10)))
-    params = dict(config=config_loads(FEATURES), architecture=architecture, objectives=("exclusive", "rule"),
-                  epochs=epochs, batch_size=batch_size, patience=TRAINING["patience"], random_state=seed,
-                  learning_rate=TRAINING["learning_rate"] * (10 if architecture == "logreg" else 1),
-                  validation_fraction=0.0, exclusive_loss=loss)
+    params = {"config": config_loads(FEATURES), "architecture": architecture, "objectives": ("exclusive", "rule"),
+              "epochs": epochs, "batch_size": batch_size, "patience": TRAINING["patience"], "random_state": seed,
+              # bench_classifier.LEARNING_RATES: a linear model alone needs a larger step.
+              "learning_rate": TRAINING["learning_rate"] * (10 if architecture == "logreg" else 1),
+              "validation_fraction": 0.0, "exclusive_loss": loss}
     classifier = (ProductClassifier(**params) if warm is None
                   else warm.set_params(**{**params, "warm_start": True, "config": warm.config}))
     frame = catalogue.frame.take(data.indices)
@@ -391,7 +402,8 @@ def classifier_fit(catalogue: Catalogue, data: TrainingSet, *, architecture: str
     return classifier, seconds
 
 
-def pseudo_labels(catalogue: Catalogue, classifier, data: TrainingSet, *, threshold: float) -> dict[int, tuple[int, float]]:
+def pseudo_labels(catalogue: Catalogue, classifier, data: TrainingSet, *,
+                  threshold: float) -> dict[int, tuple[int, float]]:
     """Return dev product → (leaf, calibrated confidence) for the products without any exclusive target whose
     calibrated top probability is at least `threshold` (the rules' precision: the bar a weak target meets)."""
     has_target = set(data.indices[data.targets.exclusive_known].tolist())
@@ -428,8 +440,11 @@ def evaluate(catalogue: Catalogue, classifier) -> dict:
                 if leaf not in offered:
                     offered.append(int(leaf))
             hits.append(truth[row] in offered)
-        card[f"card{k}"] = float(np.mean(hits))
-    figures = {"accuracy": float(right.mean()), "covered": float(right[cases == "one"].mean()), **card}
+        card[f"card{k}"] = hits
+    figures = {"accuracy": float(right.mean()), "covered": float(right[cases == "one"].mean()),
+               **{name: float(np.mean(hits)) for name, hits in card.items()}}
+    figures.update({f"card5_{case}": float(np.mean(np.array(card["card5"])[cases == case]))
+                    for case in ("one", "dup_name", "several", "none") if (cases == case).any()})
     figures.update({f"acc_{case}": float(right[cases == case].mean()) for case in ("one", "dup_name", "several", "none")
                     if (cases == case).any()})
     return figures
@@ -439,8 +454,8 @@ def rules_alone(catalogue: Catalogue) -> dict:
     test = np.flatnonzero(catalogue.test)
     cases = collections.Counter(rule_case(catalogue, i) for i in test)
     covered = [i for i in test if len(catalogue.named[i]) == 1]
-    in_named = {case: np.mean([catalogue.truth[i] in catalogue.named[i] for i in test if rule_case(catalogue, i) == case])
-                for case in cases if case != "none"}
+    in_named = {case: np.mean([catalogue.truth[i] in catalogue.named[i] for i in test
+                               if rule_case(catalogue, i) == case]) for case in cases if case != "none"}
     return {"test": len(test), "covered": len(covered) / len(test),
             "right_on_covered": float(np.mean([catalogue.truth[i] == catalogue.named[i][0] for i in covered])),
             "cases": {case: count / len(test) for case, count in cases.items()},
@@ -466,7 +481,8 @@ def run_variant(catalogue: Catalogue, variant: Variant, *, labels: dict[int, int
     if variant.posterior and labels:
         model, seconds = classifier_fit(catalogue, training_set(catalogue, labels=labels, weak=None),
                                         architecture=args.architecture, loss=None, seed=seed, epochs=args.epochs)
-        weak = posterior_rows(catalogue, weak, model)
+        with_rules = np.array([i for i in unlabelled if catalogue.named[i]], dtype=np.int64)
+        weak = posterior_rows(catalogue, with_rules, precisions, pooled, labels, model)
     data = training_set(catalogue, labels=labels, weak=weak, human_weight=variant.human_weight)
     classifier, more = classifier_fit(catalogue, data, architecture=args.architecture, loss=variant.loss,
                                       seed=seed, epochs=args.epochs)
@@ -484,7 +500,8 @@ def run_variant(catalogue: Catalogue, variant: Variant, *, labels: dict[int, int
         extra["first_pass"] = evaluate(catalogue, classifier)
         human = data.indices[data.human]
         data = TrainingSet(indices=human, human=np.ones(len(human), bool),
-                           targets=dataclasses.replace(data.targets.take(np.flatnonzero(data.human)), exclusive_soft=None))
+                           targets=dataclasses.replace(data.targets.take(np.flatnonzero(data.human)),
+                                                       exclusive_soft=None))
         classifier, more = classifier_fit(catalogue, data, architecture=args.architecture, loss=None, seed=seed,
                                           epochs=args.epochs, warm=classifier)
         seconds += more
@@ -503,7 +520,7 @@ def spread(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--settings", nargs="+", default=["zero", "few", "only"], choices=["zero", "few", "only"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0)
@@ -513,7 +530,13 @@ def main() -> None:
     parser.add_argument("--labels-only", type=int, default=500)
     parser.add_argument("--limit", type=int, default=0, help="only the first N products (development runs)")
     parser.add_argument("--out", type=Path, default=OUT / "exp_weak_supervision.jsonl")
+    parser.add_argument("--summarize", nargs="+", type=Path, metavar="JSONL",
+                        help="print the summary of earlier runs' records (full data only) instead of training")
     args = parser.parse_args()
+    if args.summarize:
+        records = [json.loads(line) for path in args.summarize for line in path.read_text().splitlines() if line]
+        summary_print([r for r in records if not r["limit"]], rules_alone(catalogue_load()))
+        return
 
     started = time.perf_counter()
     catalogue = catalogue_load(args.limit)
@@ -543,7 +566,8 @@ def main() -> None:
             records.append(record)
             with args.out.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
-            print(f"  seed {seed} {setting:<4} {name:<20} acc {figures['accuracy']:.3f} covered {figures['covered']:.3f} "
+            print(f"  seed {seed} {setting:<4} {name:<20} acc {figures['accuracy']:.3f} "
+                  f"covered {figures['covered']:.3f} "
                   f"card5 {figures['card5']:.3f} card9 {figures['card9']:.3f} | "
                   + " ".join(f"{k[4:]} {v:.3f}" for k, v in figures.items() if k.startswith("acc_"))
                   + (f" | 1st pass {figures['first_pass']['accuracy']:.3f}, {figures.get('pseudo', '–')} pseudo-labels"
@@ -553,17 +577,31 @@ def main() -> None:
     print(f"\nwhole run {time.perf_counter() - started:.0f} s")
 
 
+def fits_of(name: str, setting: str) -> int:
+    """Return how many fits a variant makes: 1, plus the self-training, fine-tuning or human-label model's."""
+    if name == "labels_only":
+        return 1
+    variant = VARIANTS[name]
+    return 1 + variant.self_train + (setting != "zero") * (variant.finetune + variant.posterior)
+
+
 def summary_print(records: list[dict], alone: dict) -> None:
-    print(f"\nsummary: mean ± half the range over seeds (rules: right on {alone['right_on_covered']:.3f} of the "
-          f"{alone['covered']:.1%} test products they cover)")
+    """Print one row per (setting, variant): mean ± half the range over seeds (the last record of each seed)."""
+    latest = {(r["setting"], r["labels"], r["variant"], r["seed"]): r for r in records}
     groups = collections.defaultdict(list)
-    for record in records:
-        groups[(record["setting"], record["variant"])].append(record)
-    for (setting, name), rows in groups.items():
-        print(f"  {setting:<4} {name:<20} acc {spread([r['accuracy'] for r in rows])}  covered "
-              f"{spread([r['covered'] for r in rows])}  card5 {spread([r['card5'] for r in rows])}  card9 "
-              f"{spread([r['card9'] for r in rows])}  s/fit {spread([r['seconds'] for r in rows])}  "
-              f"(seeds {len(rows)})")
+    for (setting, labels, name, _), record in sorted(latest.items(), key=lambda item: item[0][3]):
+        groups[(setting, labels, name)].append(record)
+    print(f"\nsummary (test split; mean ± half the range over seeds). Rules alone: right on "
+          f"{alone['right_on_covered']:.3f} of the {alone['covered']:.1%} test products they cover (the G1 bar)")
+    print("| setting | variant | seeds | accuracy | on covered | card top-5 | card top-9 | s per fit |")
+    print("|---|---|---|---|---|---|---|---|")
+    order = {"zero": 0, "few": 1, "only": 2}
+    for (setting, labels, name), rows in sorted(groups.items(), key=lambda item: (order[item[0][0]], *item[0][1:])):
+        fits = fits_of(name, setting)
+        print(f"| {setting} ({labels} labels) | {name} | {len(rows)} "
+              f"| {spread([r['accuracy'] for r in rows])} "
+              f"| {spread([r['covered'] for r in rows])} | {spread([r['card5'] for r in rows])} "
+              f"| {spread([r['card9'] for r in rows])} | {spread([r['seconds'] / fits for r in rows])} × {fits} |")
 
 
 if __name__ == "__main__":

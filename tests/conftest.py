@@ -14,7 +14,19 @@ import pytest
 
 @pytest.fixture(scope="session", autouse=True)
 def _unconsumed_queue_deleted():
-    """Delete the test session's unconsumed queue from the broker afterwards."""
+    """Route every task to the session's unconsumed queue; delete that queue from the broker afterwards.
+
+    pytest-django may have read the settings before this module set the environment, so the Celery app is told
+    here as well: without this, tasks a test sends would go to the real "default" / "ml" queues.
+    """
+    from django.conf import settings
+
+    from config.celery import app
+
+    settings.CELERY_TASK_DEFAULT_QUEUE = settings.CELERY_ML_QUEUE = UNCONSUMED_QUEUE
+    app.conf.task_default_queue, app.conf.task_routes = UNCONSUMED_QUEUE, {}
+    app.amqp.__dict__.pop("router", None)
+    app.amqp.flush_routes()
     yield
     try:
         from config.celery import app

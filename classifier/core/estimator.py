@@ -305,7 +305,8 @@ class ProductClassifier:
     def _exclusive_loss(self, y: Targets) -> str | None:
         """Return the exclusive head's loss on distributions, or None for the sparse cross-entropy on indices."""
         if self.exclusive_loss is not None and self.exclusive_loss not in EXCLUSIVE_LOSSES:
-            raise ValueError(f"unknown exclusive loss {self.exclusive_loss!r}; choose one of {sorted(EXCLUSIVE_LOSSES)}")
+            raise ValueError(f"unknown exclusive loss {self.exclusive_loss!r}; "
+                             f"choose one of {sorted(EXCLUSIVE_LOSSES)}")
         if self.exclusive_loss is None and "exclusive" in self.objectives and y.exclusive_soft is not None:
             return "cross_entropy"
         return self.exclusive_loss if "exclusive" in self.objectives else None

@@ -130,7 +130,8 @@ class Targets:
                 raise ValueError("exclusive_soft needs exclusive (-1 where the soft row is the target)")
             soft = np.asarray(self.exclusive_soft, dtype=np.float32)
             if soft.shape != (len(self.exclusive), len(self.classes)):
-                raise ValueError(f"exclusive_soft must be [{len(self.exclusive)}, {len(self.classes)}], got {soft.shape}")
+                raise ValueError(f"exclusive_soft must be [{len(self.exclusive)}, {len(self.classes)}], "
+                                 f"got {soft.shape}")
             sums = soft.sum(axis=1)
             if soft.size and (soft.min() < 0 or not np.isfinite(soft).all()
                               or not np.all((np.abs(sums - 1) < 1e-3) | (sums == 0))):

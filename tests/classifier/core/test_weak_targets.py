@@ -8,6 +8,7 @@ import pytest
 
 from classifier.core.estimator import ObservationLikelihoodLoss, ProductClassifier, masked_targets, objective_losses
 from classifier.core.frames import Targets
+from classifier.core.weak_targets import evidence_posterior, evidence_rows
 
 
 def test_soft_rows_are_checked_and_follow_take():
@@ -108,3 +109,34 @@ def test_the_loss_choice_survives_save_and_load(make_products, title_only_config
     assert reloaded.exclusive_loss == "observation_likelihood" and reloaded.warm_start is False
     np.testing.assert_allclose(reloaded.predict_proba(frame)["exclusive"], classifier.predict_proba(frame)["exclusive"],
                                atol=1e-6)
+
+
+def test_evidence_posterior_lets_the_product_overrule_the_evidence_only_where_the_model_knows():
+    # Given rules saying "class 0" with precision 0.6 (the rest spread over classes 1 and 2), and a model of the human
+    # labels: sure of class 1 for the first product, knowing nothing (its prior) about the second.
+    evidence = np.array([[0.6, 0.2, 0.2], [0.6, 0.2, 0.2]])
+    prior = np.array([0.5, 0.25, 0.25])
+    proba = np.array([[0.05, 0.9, 0.05], prior])
+
+    posterior = evidence_posterior(evidence, proba, prior)
+
+    assert posterior[0].argmax() == 1
+    np.testing.assert_allclose(posterior[1], evidence[1], atol=1e-6)
+    np.testing.assert_allclose(posterior.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(evidence_posterior(evidence[:1], np.array([[0.0, 0.0, 1.0]]) * [[1, 1, 0]], prior),
+                               evidence[:1], atol=1e-6)  # ruled out everywhere: the evidence stands
+    with pytest.raises(ValueError, match="do not agree"):
+        evidence_posterior(evidence, proba[:, :2], prior)
+
+
+def test_evidence_rows_share_the_best_precision_among_the_named_and_learn_from_labels_of_the_same_set():
+    # Given rules naming classes 0 and 1 (precisions 0.6 and 0.3) among 5; then 3 labelled products of that set
+    # that all turned out to be class 2.
+    rows = evidence_rows([{0: 0.6, 1: 0.3}, {0: 0.6, 1: 0.3}], 5, observed=[None, {2: 3}], shrink=10)
+
+    np.testing.assert_allclose(rows[0], [0.4, 0.2, 0.4 / 3, 0.4 / 3, 0.4 / 3], atol=1e-6)
+    np.testing.assert_allclose(rows[1, :3], [10 * 0.4 / 13, 10 * 0.2 / 13, (3 + 10 * 0.4 / 3) / 13], atol=1e-6)
+    np.testing.assert_allclose(rows.sum(axis=1), 1.0, atol=1e-6)
+    assert rows[1, 3] == pytest.approx(rows[1, 4]) and rows[1, 3] == pytest.approx(10 * 0.4 / 3 / 13, rel=1e-5)
+    with pytest.raises(ValueError, match="names no class"):
+        evidence_rows([{}], 5, shrink=10)
