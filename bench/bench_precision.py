@@ -196,7 +196,7 @@ def run(args) -> None:
                 result = product_similar_list(product=query, k=K, scope=scope, modality=modality, use_cache=False)
             except SimilarityError:
                 continue
-            if result.neighbours:
+            if result.neighbours and not result.fallback:  # a hybrid answered by one modality is not the blend
                 values.append(np.mean([n.product.level3_id == query.level3_id for n in result.neighbours]))
                 strategies[result.trace.strategy] = strategies.get(result.trace.strategy, 0) + 1
         milliseconds = 1000 * (time.perf_counter() - started) / max(1, len(queries))

@@ -244,7 +244,15 @@ def _stop_pidfile(pidfile: Path, name: str, timeout: float = 20.0) -> None:
     _log(f"{name} stopped")
 
 
-def _spawn(name: str, cmd: list[str]) -> None:
+def _prometheus_dir(name: str) -> dict[str, str]:
+    """An empty folder where the service's processes sum their Prometheus counts (prometheus_client multiprocess)."""
+    folder = RUN / f"prometheus-{name}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return {"PROMETHEUS_MULTIPROC_DIR": str(folder)}
+
+
+def _spawn(name: str, cmd: list[str], *, prometheus: bool = False) -> None:
     pidfile = RUN / f"{name}.pid"
     if pidfile.exists():
         try:
@@ -256,7 +264,8 @@ def _spawn(name: str, cmd: list[str]) -> None:
     RUN.mkdir(parents=True, exist_ok=True)
     LOGS.mkdir(parents=True, exist_ok=True)
     log = open(LOGS / f"{name}.log", "ab")
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+    env = {**os.environ, **(_prometheus_dir(name) if prometheus else {})}
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     pidfile.write_text(str(proc.pid))
     _log(f"{name} started (pid {proc.pid}, log {LOGS / f'{name}.log'})")
@@ -266,11 +275,12 @@ def app_start() -> None:
     python = sys.executable
     port = os.environ.get("PORT", "8000")
     _spawn("worker", [python, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO",
-                      "--queues=default,ml", "--concurrency=2", "--hostname=demo@%h"])
+                      "--queues=default,ml", "--concurrency=2", "--hostname=demo@%h"],
+           prometheus=True)
     _spawn("beat", [python, "-m", "celery", "-A", "config", "beat", "--loglevel=INFO",
                     f"--schedule={RUN / 'celerybeat-schedule'}"])
     _spawn("web", [python, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
-                   "--workers", "2", "--threads", "4", "--timeout", "120"])
+                   "--workers", "2", "--threads", "4", "--timeout", "120"], prometheus=True)
     deadline = time.monotonic() + 30
     while not _port_open(int(port)):
         if time.monotonic() > deadline:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -15,7 +16,9 @@ from classifier.selectors.versions import model_version_list
 from classifier.services.promotion import PromotionRefused, model_version_promote, train_run_promote_forced
 from classifier.services.runs import train_run_create
 from labelapp.common.pagination import paginated_response
+from labelapp.common.paths import server_paths_hidden
 from labelapp.common.permissions import Reviewer
+from labelapp.common.schema import error_responses
 
 
 class TrainRunSerializer(serializers.Serializer):
@@ -36,12 +39,16 @@ class TrainRunSerializer(serializers.Serializer):
     promotion_reason = serializers.CharField(help_text="Why the guard promoted the version or kept the active one.")
     data_counts = serializers.JSONField()
     timings = serializers.JSONField()
-    error = serializers.CharField()
+    error = serializers.SerializerMethodField(help_text="Why the run failed (with its traceback), server paths "
+                                                        "made relative.")
     model_version = serializers.SerializerMethodField()
     headline = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
+
+    def get_error(self, run) -> str:
+        return server_paths_hidden(run.error)
 
     def get_model_version(self, run) -> str | None:
         version = getattr(run, "model_version", None)
@@ -63,6 +70,7 @@ class TrainRunDetailSerializer(TrainRunSerializer):
 
 class TrainRunListCreateApi(APIView):
     permission_classes = [Reviewer]
+    pagination_class = PageNumberPagination
 
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=TrainStatus.choices, required=False, default="")
@@ -79,14 +87,15 @@ class TrainRunListCreateApi(APIView):
         promote = serializers.BooleanField(default=True)
         max_regression = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
 
-    @extend_schema(parameters=[FilterSerializer], responses=TrainRunSerializer(many=True))
+    @extend_schema(parameters=[FilterSerializer],
+                   responses={200: TrainRunSerializer(many=True), **error_responses(400)})
     def get(self, request):
         params = self.FilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         return paginated_response(queryset=train_run_list(**params.validated_data),
                                   serializer_class=TrainRunSerializer, request=request, view=self)
 
-    @extend_schema(request=InputSerializer, responses={202: TrainRunSerializer})
+    @extend_schema(request=InputSerializer, responses={202: TrainRunSerializer, **error_responses(400)})
     def post(self, request):
         payload = self.InputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -102,7 +111,7 @@ class TrainRunListCreateApi(APIView):
 class TrainRunDetailApi(APIView):
     permission_classes = [Reviewer]
 
-    @extend_schema(responses=TrainRunDetailSerializer)
+    @extend_schema(responses={200: TrainRunDetailSerializer, **error_responses(404)})
     def get(self, request, train_run_id: int):
         return Response(TrainRunDetailSerializer(train_run_get(train_run_id=train_run_id)).data)
 
@@ -138,6 +147,7 @@ class ModelVersionSerializer(serializers.Serializer):
 
 class ModelVersionListApi(APIView):
     permission_classes = [Reviewer]
+    pagination_class = PageNumberPagination
 
     @extend_schema(responses=ModelVersionSerializer(many=True))
     def get(self, request):
@@ -150,7 +160,8 @@ class ModelVersionActivateApi(APIView):
 
     permission_classes = [Reviewer]
 
-    @extend_schema(request=None, responses=ModelVersionSerializer)
+    @extend_schema(request=None, responses={200: ModelVersionSerializer, **error_responses(404, descriptions={
+        409: "The version was pruned (no artefact or predictions left): train a new one instead."})})
     def post(self, request, version_id: int):
         version = model_version_list().get(id=version_id)
         if not version.artefact_path or not version.predictions_count:
@@ -166,7 +177,9 @@ class TrainRunPromoteApi(APIView):
 
     permission_classes = [Reviewer]
 
-    @extend_schema(request=None, responses={200: TrainRunDetailSerializer})
+    @extend_schema(request=None, responses={200: TrainRunDetailSerializer, **error_responses(404, descriptions={
+        409: "The run has no version that can be promoted (it failed, or its artefact and predictions were "
+             "pruned)."})})
     def post(self, request, train_run_id: int):
         run = train_run_get(train_run_id=train_run_id)
         try:

@@ -113,7 +113,9 @@ def run_detail_view(request: HttpRequest, run_id: int) -> HttpResponse:
                     for report in reports],
         "sort": sort if sort in PER_CLASS_SORTS else "-support",
         "counts": run_count_rows(run),
-        "params": sorted((run.params or {}).items()) if isinstance(run.params, dict) else [],
+        "params": sorted((key, value) for key, value in run.params.items() if key != "warnings")
+        if isinstance(run.params, dict) else [],
+        "warnings": run.params.get("warnings") or [] if isinstance(run.params, dict) else [],
         "version": run_model_version(run),
         "loss_chart": _epoch_chart(history, loss_names, "Loss per epoch", "loss") if loss_names else None,
         "other_chart": _epoch_chart(history, other_names, "Other metrics per epoch", "value") if other_names else None,

@@ -8,6 +8,7 @@ a missing one stops start-up with ImproperlyConfigured rather than running on a 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -96,6 +97,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "axes",
+    "django_prometheus",
     # Bottom to top (README, "Architecture"): shared pieces, the catalogue, the models, the labelling workflow.
     "labelapp.common",
     "labelapp.catalogue",
@@ -105,7 +108,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # django-prometheus times each request between its Before (first) and After (near last) middleware.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # A view that finds the database away answers 503 with Retry-After (labelapp/common/middleware.py).
+    "labelapp.common.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -114,6 +121,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Last, as django-axes asks: it turns a login refused for a locked-out (username, address) into the 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -145,6 +155,23 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
+# Login throttling (django-axes): AXES_FAILURE_LIMIT wrong passwords for one username from one address lock that
+# pair out of the site and admin logins for AXES_COOLOFF_MINUTES (HTTP 429, templates/registration/locked_out.html);
+# a success resets the count. Attempts live in the database, so every gunicorn worker sees them. Unlock at once with
+# `manage.py axes_reset_username NAME` (or axes_reset, axes_reset_ip). AxesStandaloneBackend must come first.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("AXES_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+# The client's address (django-ipware): REMOTE_ADDR unless a reverse proxy sets X-Forwarded-For (README, "Roles").
+AXES_IPWARE_META_PRECEDENCE_ORDER = tuple(env_list("AXES_IPWARE_META_PRECEDENCE_ORDER", ["REMOTE_ADDR"]))
+AXES_IPWARE_PROXY_ORDER = os.environ.get("AXES_IPWARE_PROXY_ORDER", "right-most")
+_axes_proxy_count = os.environ.get("AXES_IPWARE_PROXY_COUNT", "")
+AXES_IPWARE_PROXY_COUNT = int(_axes_proxy_count) if _axes_proxy_count else None
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -172,11 +199,15 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 # Trained models and other ML artefacts; written by the ml worker, read by the web process.
 ARTEFACT_ROOT = Path(os.environ.get("ARTEFACT_ROOT", BASE_DIR / "artefacts"))
 
+# The cache degrades instead of failing (labelapp/common/cache.py): with Valkey away, each process serves from its
+# own memory for CACHE_RETRY_SECONDS, then tries again; short socket timeouts keep a dead server cheap.
+CACHE_RETRY_SECONDS = float(os.environ.get("CACHE_RETRY_SECONDS", "5"))
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "labelapp.common.cache.FailoverRedisCache",
         "LOCATION": os.environ.get("CACHE_URL", f"{REDIS_URL}/1"),
         "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "labelapp"),
+        "OPTIONS": {"RETRY_SECONDS": CACHE_RETRY_SECONDS, "socket_connect_timeout": 0.5, "socket_timeout": 1.0},
     }
 }
 
@@ -205,6 +236,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = float(os.environ.get("CELERY_BROKER_CONNECTION_TIMEOUT", "2"))
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
+# Prometheus (labelapp/common/metrics.py): /metrics on the web answers staff sessions and `Authorization: Bearer
+# METRICS_TOKEN` ("" = no token accepted); a worker serves its task metrics on CELERY_METRICS_PORT (0 = off).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+CELERY_METRICS_PORT = int(os.environ.get("CELERY_METRICS_PORT", "0"))
+CELERY_METRICS_ADDR = os.environ.get("CELERY_METRICS_ADDR", "127.0.0.1")
+# prometheus_client reads this itself when imported; set it (an empty folder per service) where one service runs
+# several processes — a prefork worker, gunicorn's workers — so the exporter sums every process's counts.
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
 # The outbox (labelapp/common/dispatch.py): how often beat's relay sends what waits, and how long a process
 # stops sending at once after the broker failed it.
 OUTBOX_RELAY_SECONDS = float(os.environ.get("OUTBOX_RELAY_SECONDS", "10"))
@@ -251,6 +290,9 @@ SIMILARITY_EXACT_SCAN_MAX_ROWS = int(os.environ.get("SIMILARITY_EXACT_SCAN_MAX_R
 SIMILARITY_EXACT_SCAN_COST_RATIO = float(os.environ.get("SIMILARITY_EXACT_SCAN_COST_RATIO", "6.0"))
 SIMILARITY_MAX_SCAN_TUPLES = int(os.environ.get("SIMILARITY_MAX_SCAN_TUPLES", "20000"))
 SIMILARITY_CACHE_TIMEOUT_S = int(os.environ.get("SIMILARITY_CACHE_TIMEOUT_S", "600"))
+# Largest header a sequential JPEG may claim, at import and when embedded: it is decoded at 1/2..1/8 scale, so
+# memory follows the reduced size (similarity/core/images.py says why 400 Mpx); other images stay within ~40 Mpx.
+IMAGE_JPEG_MAX_PIXELS = int(os.environ.get("IMAGE_JPEG_MAX_PIXELS", "400000000"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -261,7 +303,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's, plus the 401/403/404/429 each endpoint's configuration implies.
+    "DEFAULT_SCHEMA_CLASS": "labelapp.common.schema.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {
         "similar": os.environ.get("SIMILAR_API_RATE", "6000/min"),
     },
@@ -272,6 +315,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Catalogue, taxonomy, labels and similar products.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and the docs page are for logged-in users (a token or a session), not the whole internet.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "ENUM_NAME_OVERRIDES": {"CheckResultEnum": "labelapp.common.apis.CHECK_RESULTS"},
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -280,6 +326,11 @@ SPECTACULAR_SETTINGS = {
 # Imports: URL images are fetched with these limits; a failure is recorded on the product.
 IMPORT_IMAGE_TIMEOUT_S = float(os.environ.get("IMPORT_IMAGE_TIMEOUT_S", "10"))
 IMPORT_IMAGE_MAX_BYTES = int(os.environ.get("IMPORT_IMAGE_MAX_BYTES", str(20 * 1024 * 1024)))
+# Image URLs are fetched from public addresses only; these host names may resolve to private ones (an internal CDN).
+IMPORT_IMAGE_ALLOWED_HOSTS = env_list("IMPORT_IMAGE_ALLOWED_HOSTS", [])
+# Largest upload (feed + mapping) the import page and API accept. 200 MiB holds a full affiliate catalogue
+# (~400k rows of CSV); the web process keeps two copies on disk per upload; bigger files: manage.py import_products.
+IMPORT_UPLOAD_MAX_BYTES = int(os.environ.get("IMPORT_UPLOAD_MAX_BYTES", str(200 * 1024 * 1024)))
 IMPORT_BATCH_SIZE = int(os.environ.get("IMPORT_BATCH_SIZE", "1000"))
 # A run still "running" this long after it started lost its worker: the reaper marks it failed.
 IMPORT_STALE_AFTER_S = int(os.environ.get("IMPORT_STALE_AFTER_S", str(6 * 3600)))

@@ -10,7 +10,8 @@ Errors are 4xx with `{"detail": …, "code": …}`:
   409 `embedding_missing`: the product has no vector of the asked modality (no image, an image that failed to
       load, or not embedded yet). 409 rather than 422 because the request is well-formed and the same request
       will succeed once the product's state changes (its image is embedded); the message names the alternative
-      modality;
+      modality. Hybrid answers by the one modality the product has (`modality_used`, `fallback` say so): 409
+      only when it has neither;
   422 `scope_unavailable`: the product has no category at the scope's level (a request that cannot succeed
       until the product is categorised; scope=global always works);
   429 past the "similar" throttle rate.
@@ -25,6 +26,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from labelapp.common.permissions import SimilarReader
+from labelapp.common.schema import error_responses
 from similarity.models import Modality, Scope
 from similarity.selectors.similar import (
     EmbeddingMissing,
@@ -135,7 +137,14 @@ class SimilarProductsApi(APIView):
         modality = serializers.CharField()
         model_version = serializers.CharField(help_text="Image model version ('' for modality=text).")
         text_model_version = serializers.CharField(help_text="Text model version ('' for modality=image).")
-        text_weight = serializers.FloatField(allow_null=True)
+        text_weight = serializers.FloatField(allow_null=True, help_text="Hybrid only: the weight of the text score.")
+        modality_used = serializers.ChoiceField(
+            choices=Modality.choices,
+            help_text="The modality the neighbours were found by: the one asked, or hybrid's fallback.")
+        fallback = serializers.CharField(
+            allow_null=True,
+            help_text="Why a hybrid query was answered by one modality alone (the product has no vector of the other); "
+                      "null otherwise.")
         count = serializers.SerializerMethodField()
         neighbours = SimilarNeighbourOutputSerializer(many=True)
         meta = serializers.SerializerMethodField()
@@ -148,7 +157,13 @@ class SimilarProductsApi(APIView):
 
     @extend_schema(
         parameters=[SimilarFilterSerializer, OpenApiParameter("external_id", str, OpenApiParameter.PATH)],
-        responses={200: SimilarOutputSerializer},
+        responses={200: SimilarOutputSerializer, **error_responses(descriptions={
+            400: "Bad k / scope / modality / text_weight (a message per parameter), or an external id present in "
+                 "several sources without `source` (code `external_id_ambiguous`, the sources under `sources`).",
+            404: "No product with that external id.",
+            409: "Code `embedding_missing`: the product has no vector of the asked modality (yet); hybrid: of either.",
+            422: "Code `scope_unavailable`: the product has no category at the scope's level.",
+        })},
     )
     def get(self, request, external_id: str):
         params = self.SimilarFilterSerializer(data=request.query_params)

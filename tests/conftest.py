@@ -98,3 +98,24 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     test_settings = settings.DATABASES["default"].setdefault("TEST", {})
     base = test_settings.get("NAME") or f"test_{settings.DATABASES['default']['NAME']}"
     test_settings["NAME"] = f"{base}_{os.getpid()}"
+
+
+@pytest.fixture(scope="session")
+def large_photo(tmp_path_factory):
+    """A real 12000×7900 (94.8 Mpx) baseline JPEG and a PNG of the same size, made once per session (~2 s).
+
+    100-pixel blocks of random colours, JPEG quality 20: 2.7 MB on disk. `blocks` uint8 [79, 120, 3] holds the
+    colours (block (i, j) covers rows 100i…, columns 100j…); the PNG is the blocks' red channel as greyscale.
+    """
+    from types import SimpleNamespace
+
+    import numpy as np
+    from PIL import Image
+
+    width, height = 12000, 7900
+    blocks = np.random.default_rng(94).integers(0, 256, (height // 100, width // 100, 3), dtype=np.uint8)
+    folder = tmp_path_factory.mktemp("large-photo")
+    Image.fromarray(blocks).resize((width, height), Image.Resampling.NEAREST).save(folder / "photo.jpg", quality=20)
+    grey = Image.fromarray(blocks[..., 0]).resize((width, height), Image.Resampling.NEAREST)
+    grey.save(folder / "photo.png", "PNG", compress_level=1)
+    return SimpleNamespace(jpeg=folder / "photo.jpg", png=folder / "photo.png", size=(width, height), blocks=blocks)

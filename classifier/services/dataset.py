@@ -24,6 +24,8 @@ from similarity.models import IMAGE_DIM, ImageEmbedding
 
 PRODUCT_FIELDS = ("id", "source", "external_id", "title", "description", "brand", "category_path", "gender",
                   "size", "split")
+FEED_CATEGORY_COLUMNS = ("category", "category_path")
+"""The ProductFrame columns `products_frame` fills from the feed's own category (its raw path, the path's last step)."""
 
 
 @dataclass

@@ -31,7 +31,7 @@ import numpy as np
 from django.utils import timezone
 
 from classifier.core.architectures import config_for_architecture
-from classifier.core.config import config_loads
+from classifier.core.config import FeatureConfig, config_loads
 from classifier.core.estimator import ProductClassifier
 from classifier.core.names import OBJECTIVES
 from classifier.models import ModelVersion, PromotionOutcome, TrainRun, TrainStage, TrainStatus
@@ -45,6 +45,7 @@ from classifier.services.dataset import (
     product_row_chunks,
     products_frame,
 )
+from classifier.services.leaks import InputGuard, feed_labelled, feed_leak_guard
 from classifier.services.predictions import prediction_rows, predictions_write
 from classifier.services.promotion import model_version_promote
 from classifier.services.reports import calibration_fit, fmt, headline, reports_compute, rule_thresholds_tune
@@ -145,6 +146,13 @@ def _stage_dataset(attempt: _Attempt) -> _Data:
         attempt.step(TrainStage.DATASET, 1, "reading labels, rules and products", force=True)
         data = _dataset_build(attempt.run)
     TrainRun.objects.filter(id=attempt.run.id).update(data_counts=data.counts)
+    if data.guard.warnings:
+        # Shown with the run's settings on its page and by `train`; the artefact keeps the config it trained with.
+        attempt.run.params = {**attempt.run.params, "warnings": list(data.guard.warnings),
+                              "dropped_inputs": list(data.guard.dropped)}
+        TrainRun.objects.filter(id=attempt.run.id).update(params=attempt.run.params)
+        for warning in data.guard.warnings:
+            logger.warning("train run %s: %s", attempt.run.id, warning)
     return data
 
 
@@ -240,6 +248,12 @@ class _Data:
     image_model_version: str
     image: bool
     counts: dict
+    guard: InputGuard
+
+    @property
+    def config(self) -> FeatureConfig:
+        """The feature config the model trains with: the run's, for its architecture, less any leaking input."""
+        return self.guard.config
 
     @property
     def classes(self):
@@ -257,7 +271,7 @@ def _dataset_build(run: TrainRun) -> _Data:
     if "rule" in objectives and not targets.rule_classes:
         raise TrainingDataError("the rule objective needs rule labels, and there are none: import and apply "
                                 "legacy rules first")
-    config = config_loads(run.feature_config)
+    config = config_for_architecture(config_loads(run.feature_config), run.architecture)
     image = any(spec.kind == "dense" for spec in config.fields)
     image_model_version = similarity_settings().model_version if image else ""
     dev, test = dev_test_rows()
@@ -274,14 +288,19 @@ def _dataset_build(run: TrainRun) -> _Data:
     fit, validation = dev_set.take(~in_validation), dev_set.take(in_validation)
     test_set = labelled_set_build(rows=test, targets=targets, objectives=OBJECTIVES,
                                   image_model_version=image_model_version, image=image)
+    # The exclusive head's labels, wherever they are (training, validation, test), decide what it may read.
+    feed_labels = len(feed_labelled(targets=targets).intersection(np.concatenate(
+        [fit.product_ids, validation.product_ids, test_set.product_ids]).tolist())) if "exclusive" in objectives else 0
+    guard = feed_leak_guard(config=config, feed_labels=feed_labels,
+                            strict=bool(run.params.get("strict_inputs", False)))
     counts = _data_counts(objectives=objectives, targets=targets, fit=fit, validation=validation, test=test_set,
-                          image=image)
+                          image=image) | {"feed_labels": feed_labels}
     if "exclusive" not in objectives:
         targets.classes = []
     if "rule" not in objectives:
         targets.rule_classes = []
     return _Data(fit=fit, validation=validation, test=test_set, targets=targets,
-                 image_model_version=image_model_version, image=image, counts=counts)
+                 image_model_version=image_model_version, image=image, counts=counts, guard=guard)
 
 
 def _data_counts(*, objectives: list[str], targets: CatalogueTargets, fit: LabelledSet, validation: LabelledSet,
@@ -322,8 +341,7 @@ def _train(run: TrainRun, data: _Data, step):
         params["batch_size"] = min(params["batch_size"], max(16, math.ceil(len(data.fit) / 10)))
     TrainRun.objects.filter(id=run.id).update(data_counts={**data.counts, "batch_size": params["batch_size"],
                                                            "epochs": params["epochs"]})
-    config = config_for_architecture(config_loads(run.feature_config), run.architecture)
-    classifier = ProductClassifier(config=config, architecture=run.architecture, objectives=tuple(run.objectives),
+    classifier = ProductClassifier(config=data.config, architecture=run.architecture, objectives=tuple(run.objectives),
                                    epochs=params["epochs"], batch_size=params["batch_size"],
                                    learning_rate=params["learning_rate"], loss_weights=params["loss_weights"],
                                    patience=params["patience"], random_state=params["random_state"],

@@ -23,8 +23,10 @@ from classifier.models import ModelVersion, Prediction, TrainRun, TrainStatus
 from labelapp.common.dispatch import task_send
 
 TRAINING_PARAMS = {"epochs": int, "batch_size": int, "learning_rate": float, "patience": int,
-                   "loss_weights": dict, "random_state": int, "weak_targets": bool}
-"""`weak_targets` (default true): the exclusive head also learns from the legacy rules' and the feed's categories."""
+                   "loss_weights": dict, "random_state": int, "weak_targets": bool, "strict_inputs": bool}
+"""`weak_targets` (default true): the exclusive head also learns from the legacy rules' and the feed's categories.
+`strict_inputs` (default false): refuse, rather than drop, inputs that read the field the labels were taken from
+(classifier.services.leaks)."""
 
 
 class TrainingDataError(ValueError):

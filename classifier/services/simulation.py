@@ -22,11 +22,13 @@ from classifier.core.frames import ProductFrame, Targets
 from classifier.core.sampling import STRATEGIES
 from classifier.core.simulation import curves_plot_png, curves_to_csv, simulate, summarise
 from classifier.services.dataset import catalogue_targets_read, class_ancestors, dev_test_rows, products_frame
+from classifier.services.leaks import FEED_LABELS, feed_labelled, feed_leak_guard
 from classifier.services.runs import classifier_settings
 from labelapp.catalogue.models import Product
 from similarity.selectors.settings import similarity_settings
 
 ORACLES = ("labels", "feed")
+ORACLE_FEED = "of the oracle's answers are the feed category (--oracle feed)"
 
 
 @dataclass
@@ -56,12 +58,14 @@ def strategy_parse(text: str) -> str | dict[str, float]:
 def simulation_run(*, strategies: Sequence[str], rounds: int, batch_size: int, seed_size: int,
                    objectives: Sequence[str] = ("exclusive",), repeats: int = 1, oracle: str = "labels",
                    architecture: str | None = None, epochs: int | None = None, diversity: float = 0.0,
-                   out_dir: Path | None = None, feature_config: str | None = None,
+                   out_dir: Path | None = None, feature_config: str | None = None, strict: bool = False,
                    progress: Callable[[dict], None] | None = None) -> SimulationOutcome:
     """Simulate each strategy `repeats` times (seeds 0…repeats-1); write CSV + PNG; return records and summary.
 
     oracle "labels": the products' current human labels are the truth (products without one are left out);
     "feed": the feed category where it is an exclusive category (a trusted catalogue such as Myntra).
+    `feature_config` is TOML text (default: the CLASSIFIER_FEATURE_CONFIG file). Inputs that read the field the
+    oracle's answers come from are dropped (`notes` says so), or refused with `strict` (classifier.services.leaks).
     """
     if oracle not in ORACLES:
         raise ValueError(f"oracle must be one of {ORACLES}")
@@ -74,6 +78,9 @@ def simulation_run(*, strategies: Sequence[str], rounds: int, batch_size: int, s
     config = config_for_architecture(config_loads(config_text), architecture)
     pool = _pool_build(oracle=oracle, config=config, objectives=objectives, seed_size=seed_size,
                        batch_size=batch_size)
+    guard = feed_leak_guard(config=config, feed_labels=pool.feed_labels, strict=strict,
+                            labels=ORACLE_FEED if oracle == "feed" else FEED_LABELS)
+    config = guard.config
     epochs_for = epochs or defaults["epochs"]
 
     def make_classifier(n_labelled: int) -> ProductClassifier:
@@ -94,7 +101,8 @@ def simulation_run(*, strategies: Sequence[str], rounds: int, batch_size: int, s
         f"Active learning on the catalogue ({'+'.join(objectives)}, {architecture}, "
         f"{repeats} seed{'s' * (repeats > 1)})"), objectives=objectives)
     return SimulationOutcome(records=records, summary=summarise(records), csv_path=csv_path, png_path=png_path,
-                             pool=len(pool.y), test=len(pool.y_test), classes=len(pool.classes))
+                             pool=len(pool.y), test=len(pool.y_test), classes=len(pool.classes),
+                             notes=list(guard.warnings))
 
 
 def _strategies_parse(strategies: Sequence[str]) -> list[str | dict[str, float]]:
@@ -118,6 +126,7 @@ class _Pool:
     y_test: np.ndarray
     classes: list[int]
     rule_targets: Targets | None
+    feed_labels: int = 0  # how many of the oracle's answers (pool and test) are the feed category
 
 
 def _pool_build(*, oracle: str, config: FeatureConfig, objectives: Sequence[str], seed_size: int,
@@ -125,7 +134,7 @@ def _pool_build(*, oracle: str, config: FeatureConfig, objectives: Sequence[str]
     """Return the oracle's dev and test products; raise ValueError when there are too few for the rounds."""
     image = any(spec.kind == "dense" for spec in config.fields)
     image_version = similarity_settings().model_version if image else ""
-    truth = _oracle(oracle)
+    truth, from_feed = _oracle(oracle)
     dev, test = dev_test_rows()
     dev = [row for row in dev if row["id"] in truth]
     test = [row for row in test if row["id"] in truth]
@@ -137,7 +146,8 @@ def _pool_build(*, oracle: str, config: FeatureConfig, objectives: Sequence[str]
     X, X_test = (products_frame(rows=rows, image_model_version=image_version, image=image) for rows in (dev, test))
     return _Pool(X=X, y=np.array([index[truth[row["id"]]] for row in dev]), X_test=X_test,
                  y_test=np.array([index[truth[row["id"]]] for row in test]), classes=classes,
-                 rule_targets=_rule_targets(dev) if "rule" in objectives else None)
+                 rule_targets=_rule_targets(dev) if "rule" in objectives else None,
+                 feed_labels=sum(1 for row in dev + test if row["id"] in from_feed))
 
 
 def _rule_targets(dev: list[dict]) -> Targets:
@@ -163,8 +173,10 @@ def _curves_write(records: list[dict], *, out_dir: Path | None, title: str,
     return csv_path, png_path
 
 
-def _oracle(oracle: str) -> Mapping[int, int]:
-    """Return product id → true exclusive category id."""
+def _oracle(oracle: str) -> tuple[Mapping[int, int], set[int]]:
+    """Return product id → true exclusive category id, and the ids whose answer is their feed category."""
     if oracle == "labels":
-        return catalogue_targets_read().exclusive
-    return dict(Product.objects.filter(feed_category__is_exclusive=True).values_list("id", "feed_category_id"))
+        targets = catalogue_targets_read(weak=False)
+        return targets.exclusive, feed_labelled(targets=targets)
+    truth = dict(Product.objects.filter(feed_category__is_exclusive=True).values_list("id", "feed_category_id"))
+    return truth, set(truth)

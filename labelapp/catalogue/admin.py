@@ -3,7 +3,17 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from labelapp.catalogue.models import Category, ImportRowIssue, ImportRun, Label, LegacyRule, Product, RuleLabel
+from labelapp.catalogue.models import (
+    Category,
+    FeedCategoryMap,
+    FeedCategoryMapEntry,
+    ImportRowIssue,
+    ImportRun,
+    Label,
+    LegacyRule,
+    Product,
+    RuleLabel,
+)
 
 
 @admin.register(Category)
@@ -97,3 +107,28 @@ class ImportRowIssueAdmin(admin.ModelAdmin):
     list_filter = ["outcome", "import_run"]
     search_fields = ["reason", "raw"]
     readonly_fields = ["import_run", "line", "outcome", "reason", "raw"]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Shown, never edited here: a change must re-map the source's products (the reviewers' feed categories page)."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(FeedCategoryMap)
+class FeedCategoryMapAdmin(ReadOnlyAdmin):
+    list_display = ["source", "mode", "levels", "version", "updated_by", "updated_at"]
+
+
+@admin.register(FeedCategoryMapEntry)
+class FeedCategoryMapEntryAdmin(ReadOnlyAdmin):
+    list_display = ["source", "feed_path", "category", "updated_by", "updated_at"]
+    list_filter = ["source"]
+    search_fields = ["feed_path"]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.generics import get_object_or_404
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -15,7 +17,10 @@ from labelapp.catalogue.models import Category, ImportKind, ImportRun, LabelStra
 from labelapp.catalogue.services.import_jobs import import_job_submit
 from labelapp.catalogue.services.labels import label_create
 from labelapp.common.pagination import LargePagePagination, paginated_response
+from labelapp.common.paths import file_name_shown, server_paths_hidden
 from labelapp.common.permissions import CatalogueReader, Labeller, Reviewer, StaffReader
+from labelapp.common.schema import error_responses
+from labelapp.common.uploads import UploadTooLarge, upload_limit_install
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +33,7 @@ class CategoryBriefSerializer(serializers.ModelSerializer):
 
 class CategoryListApi(APIView):
     permission_classes = [CatalogueReader]
+    pagination_class = LargePagePagination
 
     class CategoryFilterSerializer(serializers.Serializer):
         q = serializers.CharField(required=False, default="", max_length=200)
@@ -42,7 +48,8 @@ class CategoryListApi(APIView):
             fields = ["id", "external_id", "name", "full_path", "parent", "depth", "is_exclusive", "is_leaf",
                       "level2", "level3"]
 
-    @extend_schema(parameters=[CategoryFilterSerializer], responses=CategoryOutputSerializer(many=True))
+    @extend_schema(parameters=[CategoryFilterSerializer],
+                   responses={200: CategoryOutputSerializer(many=True), **error_responses(400)})
     def get(self, request):
         params = self.CategoryFilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
@@ -50,7 +57,7 @@ class CategoryListApi(APIView):
         qs = selectors.category_list(q=data["q"], exclusive=data["exclusive"], parent_id=data.get("parent"),
                                      roots_only=data["roots"], depth=data.get("depth"))
         return paginated_response(queryset=qs, serializer_class=self.CategoryOutputSerializer, request=request,
-                                  view=self, paginator=LargePagePagination())
+                                  view=self)
 
 
 class CategoryTreeApi(APIView):
@@ -62,7 +69,12 @@ class CategoryTreeApi(APIView):
 
 
 class LabelListCreateApi(APIView):
-    """List human labels (labellers, reviewers) or record one (labellers)."""
+    """List human labels (labellers, reviewers) or record one (labellers).
+
+    A posted label's strategy is the server's: 'manual' (sending `strategy` is a 400).
+    """
+
+    pagination_class = PageNumberPagination
 
     def get_permissions(self):
         return [Labeller()] if self.request.method == "POST" else [StaffReader()]
@@ -78,8 +90,15 @@ class LabelListCreateApi(APIView):
         product = serializers.IntegerField(min_value=1)
         category = serializers.IntegerField(min_value=1, allow_null=True,
                                             help_text="An exclusive category id; null means none fits.")
-        strategy = serializers.ChoiceField(choices=LabelStrategy.choices, default=LabelStrategy.MANUAL)
         note = serializers.CharField(required=False, default="", max_length=500, allow_blank=True)
+
+        def validate(self, data: dict) -> dict:
+            # The strategy says how a product reached the labeller, and random/import labels are the unbiased
+            # evidence that measures every category source: a client must not be able to claim one.
+            if "strategy" in self.initial_data:
+                raise serializers.ValidationError({"strategy": "set by the server: labels made through the API "
+                                                               "are 'manual'."})
+            return data
 
     class LabelOutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
@@ -87,11 +106,13 @@ class LabelListCreateApi(APIView):
         product_external_id = serializers.CharField(source="product.external_id")
         category = CategoryBriefSerializer(allow_null=True)
         labeller = serializers.CharField(source="labeller.username", allow_null=True, default=None)
-        strategy = serializers.CharField()
+        strategy = serializers.CharField(help_text="Set by the server: the sampling strategy of the queue item the "
+                                                   "label was made from, 'import', or 'manual' (the API).")
         note = serializers.CharField()
         created_at = serializers.DateTimeField()
 
-    @extend_schema(parameters=[LabelFilterSerializer], responses=LabelOutputSerializer(many=True))
+    @extend_schema(parameters=[LabelFilterSerializer],
+                   responses={200: LabelOutputSerializer(many=True), **error_responses(400)})
     def get(self, request):
         params = self.LabelFilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
@@ -101,7 +122,9 @@ class LabelListCreateApi(APIView):
         return paginated_response(queryset=qs, serializer_class=self.LabelOutputSerializer, request=request,
                                   view=self)
 
-    @extend_schema(request=LabelInputSerializer, responses={201: LabelOutputSerializer})
+    @extend_schema(request=LabelInputSerializer,
+                   responses={201: LabelOutputSerializer, **error_responses(400, descriptions={
+                       404: "No product with that id."})})
     def post(self, request):
         payload = self.LabelInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -113,12 +136,13 @@ class LabelListCreateApi(APIView):
             if category is None:
                 raise exceptions.ValidationError({"category": f"no category with id {data['category']}"})
         label = label_create(product=product, category=category, user=request.user,
-                             strategy=data["strategy"], note=data["note"])
+                             strategy=LabelStrategy.MANUAL, note=data["note"])
         return Response(self.LabelOutputSerializer(label).data, status=status.HTTP_201_CREATED)
 
 
 class RuleLabelListApi(APIView):
     permission_classes = [CatalogueReader]
+    pagination_class = PageNumberPagination
 
     class RuleLabelFilterSerializer(serializers.Serializer):
         product = serializers.IntegerField(required=False, min_value=1)
@@ -133,7 +157,8 @@ class RuleLabelListApi(APIView):
         rule_name = serializers.CharField(source="rule.name")
         created_at = serializers.DateTimeField()
 
-    @extend_schema(parameters=[RuleLabelFilterSerializer], responses=RuleLabelOutputSerializer(many=True))
+    @extend_schema(parameters=[RuleLabelFilterSerializer],
+                   responses={200: RuleLabelOutputSerializer(many=True), **error_responses(400)})
     def get(self, request):
         params = self.RuleLabelFilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
@@ -146,6 +171,7 @@ class RuleLabelListApi(APIView):
 
 class RuleListApi(APIView):
     permission_classes = [Reviewer]
+    pagination_class = PageNumberPagination
 
     class RuleOutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
@@ -168,7 +194,7 @@ class ImportRunSerializer(serializers.Serializer):
     kind = serializers.CharField()
     status = serializers.CharField()
     source = serializers.CharField()
-    file_name = serializers.CharField()
+    file_name = serializers.SerializerMethodField(help_text="The imported file's name (never its server path).")
     rows_total = serializers.IntegerField()
     rows_created = serializers.IntegerField()
     rows_updated = serializers.IntegerField()
@@ -176,17 +202,50 @@ class ImportRunSerializer(serializers.Serializer):
     rows_rejected = serializers.IntegerField()
     images_stored = serializers.IntegerField()
     images_failed = serializers.IntegerField()
+    category_report = serializers.SerializerMethodField(
+        help_text="Product imports: {matched, unmatched, without_path, top_unmatched: [{path, products}] (the 10 "
+                  "most frequent feed paths that matched no category), mapping (the source's mode)}; {} otherwise.")
     progress_percent = serializers.IntegerField()
-    error = serializers.CharField()
+    error = serializers.SerializerMethodField(help_text="Why the run failed, server paths left out.")
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
 
+    def get_file_name(self, run: ImportRun) -> str:
+        return file_name_shown(run.file_name)
+
+    def get_error(self, run: ImportRun) -> str:
+        return server_paths_hidden(run.error)
+
+    def get_category_report(self, run: ImportRun) -> dict:
+        return run.category_report or {}
+
+
+class UploadTooLargeError(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "upload_too_large"
+
 
 class ImportRunListCreateApi(APIView):
-    """List import runs, or upload a file to import (products, taxonomy or rules) on the worker."""
+    """List import runs, or upload a file to import (products, taxonomy or rules) on the worker.
+
+    POST answers 202 with the queued run; 400 with a message per field for a file the kind cannot read or an
+    invalid mapping; 413 `{"detail": ...}` for an upload over IMPORT_UPLOAD_MAX_BYTES (refused on its
+    Content-Length, or mid-stream: nothing of it is kept).
+    """
 
     permission_classes = [Reviewer]
+    pagination_class = PageNumberPagination
+
+    def initialize_request(self, request, *args, **kwargs):
+        if request.method == "POST":  # before anything reads the body: authentication may (the CSRF check)
+            upload_limit_install(request, max_bytes=settings.IMPORT_UPLOAD_MAX_BYTES)
+        return super().initialize_request(request, *args, **kwargs)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, UploadTooLarge):
+            exc = UploadTooLargeError(str(exc))
+        return super().handle_exception(exc)
 
     class ImportUploadSerializer(serializers.Serializer):
         kind = serializers.ChoiceField(choices=ImportKind.choices)
@@ -200,7 +259,8 @@ class ImportRunListCreateApi(APIView):
         return paginated_response(queryset=selectors.import_run_list(), serializer_class=ImportRunSerializer,
                                   request=request, view=self)
 
-    @extend_schema(request={"multipart/form-data": ImportUploadSerializer}, responses={202: ImportRunSerializer})
+    @extend_schema(request={"multipart/form-data": ImportUploadSerializer},
+                   responses={202: ImportRunSerializer, **error_responses(400, 413)})
     def post(self, request):
         payload = self.ImportUploadSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -210,21 +270,39 @@ class ImportRunListCreateApi(APIView):
         return Response(ImportRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
+class ImportIssueSerializer(serializers.Serializer):
+    line = serializers.IntegerField()
+    outcome = serializers.CharField()
+    reason = serializers.CharField()
+    raw = serializers.CharField()
+
+
+class ImportIssuePageSerializer(serializers.Serializer):
+    """One page of a run's row issues (LargePagePagination's envelope)."""
+
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = ImportIssueSerializer(many=True)
+
+
+class ImportRunDetailSerializer(ImportRunSerializer):
+    issues = ImportIssuePageSerializer(help_text="The run's row issues, a page at a time (`page`, `page_size`).")
+
+
 class ImportRunDetailApi(APIView):
     """One import run with its row issues (every rejected, repaired or warned row)."""
 
     permission_classes = [Reviewer]
 
-    class ImportIssueSerializer(serializers.Serializer):
-        line = serializers.IntegerField()
-        outcome = serializers.CharField()
-        reason = serializers.CharField()
-        raw = serializers.CharField()
-
     class ImportIssueFilterSerializer(serializers.Serializer):
         outcome = serializers.ChoiceField(choices=RowOutcome.choices, required=False, default="")
 
-    @extend_schema(parameters=[ImportIssueFilterSerializer], responses=ImportRunSerializer)
+    @extend_schema(parameters=[ImportIssueFilterSerializer,
+                               OpenApiParameter("page", int, description="A page of the issues."),
+                               OpenApiParameter("page_size", int, description="Issues per page (at most 2000).")],
+                   responses={200: ImportRunDetailSerializer, **error_responses(400, descriptions={
+                       404: "No import run with that id, or no such page of its issues."})})
     def get(self, request, run_id: int):
         params = self.ImportIssueFilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
@@ -234,5 +312,5 @@ class ImportRunDetailApi(APIView):
             issues = issues.filter(outcome=params.validated_data["outcome"])
         paginator = LargePagePagination()
         page = paginator.paginate_queryset(issues, request, view=self)
-        body = paginator.get_paginated_response(self.ImportIssueSerializer(page, many=True).data).data
+        body = paginator.get_paginated_response(ImportIssueSerializer(page, many=True).data).data
         return Response({**ImportRunSerializer(run).data, "issues": body})

@@ -10,6 +10,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.functions import Lower
 
 
 class Category(models.Model):
@@ -304,6 +305,61 @@ class SourceTrust(models.Model):
         return f"{self.kind} {self.rule_id or self.source} {self.category_id}: {self.precision}"
 
 
+class FeedCategoryMode(models.TextChoices):
+    """How a source's feed paths find their taxonomy node (a table entry for the path wins over the mode)."""
+
+    EXACT = "exact", "exact: the feed path is a node's full path"
+    CUT = "cut", "cut: the feed path's first N levels are a node's full path"
+    ANCESTOR = "ancestor", "ancestor: the deepest node whose path begins the feed path"
+
+
+class FeedCategoryMap(models.Model):
+    """How one source's feed category paths map onto the taxonomy (no row: exact).
+
+    Names match case-insensitively; a feed path that is a number names a node by its taxonomy id. `version`
+    grows with every change of the map or its entries, so a running import re-reads the map between batches.
+    """
+
+    source = models.CharField(max_length=100, unique=True)
+    mode = models.CharField(max_length=10, choices=FeedCategoryMode.choices, default=FeedCategoryMode.EXACT)
+    levels = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Levels kept in the cut mode.")
+    version = models.PositiveIntegerField(default=0)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["source"]
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.mode}{f' {self.levels}' if self.mode == FeedCategoryMode.CUT else ''}"
+
+    def clean(self) -> None:
+        if self.mode == FeedCategoryMode.CUT and not self.levels:
+            raise ValidationError({"levels": "The cut mode needs a number of levels (1 or more)."})
+
+
+class FeedCategoryMapEntry(models.Model):
+    """A table entry: this feed path (case-insensitive) of this source maps to this node, or to none (empty)."""
+
+    source = models.CharField(max_length=100)
+    feed_path = models.CharField(max_length=2000, help_text="A normalised feed path, 'A > B > C'.")
+    category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+                                 help_text="Empty: the path maps to no node, whatever the mode says.")
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["source", "feed_path"]
+        constraints = [
+            models.UniqueConstraint(models.F("source"), Lower("feed_path"), name="feedcategorymapentry_path_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.feed_path} → {self.category_id}"
+
+
 class ImportKind(models.TextChoices):
     PRODUCTS = "products", "products"
     TAXONOMY = "taxonomy", "taxonomy"
@@ -332,6 +388,9 @@ class ImportRun(models.Model):
     rows_repaired = models.PositiveIntegerField(default=0)
     images_stored = models.PositiveIntegerField(default=0)
     images_failed = models.PositiveIntegerField(default=0)
+    category_report = models.JSONField(
+        default=dict, blank=True,
+        help_text="Products: how many matched a taxonomy node, how many did not, the most frequent unmatched paths.")
     bytes_done = models.BigIntegerField(default=0, help_text="Progress while running: bytes of the file read.")
     bytes_total = models.BigIntegerField(default=0)
     error = models.TextField(blank=True, default="", help_text="Why the whole import failed, if it did.")

@@ -15,10 +15,24 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 PATH_SEPARATOR = " > "
 
-# Tried in this order: the first delimiter present in a path splits it. '>' comes before '/' so that a
-# name such as 'Tops/T-shirts' survives in 'Apparel > Tops/T-shirts'; the doubled forms come before
-# their single forms so that 'A >> B' is not read as 'A', '', 'B'.
-PATH_DELIMITERS: tuple[str, ...] = (">>", ">", "›", "»", "→", "|", "//", "/")
+# Delimiter tiers, strongest first: the first tier present in a path splits it, on every delimiter of that tier
+# at once ('A > B » C' mixes arrows; '>>' is one delimiter, not '>' twice). A weaker delimiter inside a level
+# stays part of its name: 'Apparel > Tops/T-shirts' keeps 'Tops/T-shirts', and '//' outranks '/', so
+# 'Apparel // Tops/T-shirts' does too. Whitespace around a delimiter goes with it.
+PATH_DELIMITER_TIERS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"\s*(?:>|›|»|→|＞)+\s*"),
+    re.compile(r"\s*[|¦]+\s*"),
+    re.compile(r"\s*/{2,}\s*"),
+    re.compile(r"\s*\\+\s*"),
+    re.compile(r"\s*/\s*"),
+)
+# The strong tiers (arrows, pipes) never occur inside a category name: a list item holding one is a whole path.
+_STRONG_TIERS = PATH_DELIMITER_TIERS[:2]
+# What a broken list leaves around its names: brackets and quotes ('["Home >> Curtains', "Tops'").
+_STRAY_EDGES = "[]\"“”`"
+# Between the items of a list that is not valid JSON (a Python repr, a truncated cell): ', ' or "," etc.
+_LIST_ITEM_SPLIT_RE = re.compile(r"""["'“”]\s*,\s*["'“”]""")
+_MAX_NESTING = 20
 
 CSV_DELIMITERS = ",;\t|"
 
@@ -63,29 +77,81 @@ def external_id_clean(value: object) -> str:
 
 
 def category_path_split(value: object) -> list[str]:
-    """Split a feed's category path into clean level names, whatever its delimiter.
+    """Split a feed's category path into clean level names, whatever its shape and delimiter.
 
-    Accepts a list (JSON lines), a JSON list in a string ('["A", "B"]'), or a string delimited by any of
-    PATH_DELIMITERS, the first present winning. Empty levels are dropped: 'A > > B' is ['A', 'B'].
+    A value may be a string delimited by any of PATH_DELIMITER_TIERS, a list (JSON lines), a JSON list in a
+    string, a list that is not valid JSON ("['A', 'B']", '["A >> B'), or lists nested in lists. A list of plain
+    names is one path, a level per item; a list whose items are paths themselves (an item holding an arrow or a
+    pipe, every item holding a slash, or nested lists) holds alternative paths, and the first non-empty one is
+    kept — unless a later one extends it (same leading levels, deeper), then the deepest such extension is.
+    Feeds list their primary category first; the longest path may be another branch altogether. Stray brackets
+    and quotes around names are dropped, and so are empty levels: 'A > > B' is ['A', 'B'].
     """
-    if value is None:
+    chosen: list[str] = []
+    for levels in _path_alternatives(value, depth=0):
+        if not chosen:
+            chosen = levels
+        elif len(levels) > len(chosen) and [n.lower() for n in levels[:len(chosen)]] == [n.lower() for n in chosen]:
+            chosen = levels
+    return chosen
+
+
+def _path_alternatives(value: object, *, depth: int) -> list[list[str]]:
+    """Return the non-empty paths a feed value holds, in order, each as its level names."""
+    if value is None or isinstance(value, (dict, bool)) or depth > _MAX_NESTING:
         return []
     if isinstance(value, (list, tuple)):
-        return [name for name in (text_clean(item) for item in value) if name]
+        items = [item for item in value if item is not None and not isinstance(item, (dict, bool))]
+        if all(not isinstance(item, (list, tuple)) for item in items):
+            texts = [text for text in (text_clean(item) for item in items) if _stray_strip(text)]
+            if len(texts) != 1 and not _items_are_paths(texts):
+                names = [_stray_strip(text) for text in texts]
+                return [names] if names else []
+            items = texts
+        return [levels for item in items for levels in _path_alternatives(item, depth=depth + 1)]
     text = value if isinstance(value, str) else str(value)
     stripped = text.strip()
-    if stripped.startswith("[") and stripped.endswith("]"):
+    if stripped[:1] == "[" or (stripped[:1] == '"' and stripped[-1:] == '"' and len(stripped) > 1):
         try:
             parsed = json.loads(stripped)
         except (ValueError, RecursionError):
             parsed = None
-        if isinstance(parsed, list):
-            return category_path_split(parsed)
-    text = text_clean(text)
-    for delimiter in PATH_DELIMITERS:
-        if delimiter in text:
-            return [name for name in (part.strip() for part in text.split(delimiter)) if name]
-    return [text] if text else []
+        if isinstance(parsed, (list, str)) and parsed != stripped:
+            return _path_alternatives(parsed, depth=depth + 1)
+        if stripped[:1] == "[":
+            inner = stripped.lstrip("[").rstrip("]")
+            if _LIST_ITEM_SPLIT_RE.search(inner):
+                items = [item.strip().strip("'\"“”").strip() for item in _LIST_ITEM_SPLIT_RE.split(inner)]
+                return _path_alternatives(items, depth=depth + 1)
+    levels = _levels_split(text_clean(text))
+    return [levels] if levels else []
+
+
+def _items_are_paths(texts: list[str]) -> bool:
+    """Whether list items are whole paths (alternatives) rather than one level each."""
+    if any(tier.search(text) for text in texts for tier in _STRONG_TIERS):
+        return True
+    if any(text.lstrip()[:1] == "[" for text in texts):
+        return True
+    return bool(texts) and all(any(tier.search(text) for tier in PATH_DELIMITER_TIERS[2:]) for text in texts)
+
+
+def _levels_split(text: str) -> list[str]:
+    """Split one cleaned path on the strongest delimiter tier it holds."""
+    parts = [text]
+    for tier in PATH_DELIMITER_TIERS:
+        if tier.search(text):
+            parts = tier.split(text)
+            break
+    return [name for name in (_stray_strip(part) for part in parts) if name]
+
+
+def _stray_strip(name: str) -> str:
+    """Drop the brackets and quotes a broken list leaves at a name's ends ("Men's" and "Kids'" keep theirs)."""
+    name = name.strip().strip(_STRAY_EDGES).strip()
+    if name.startswith("'"):
+        name = name.strip("'").strip()
+    return name
 
 
 def category_path_normalise(value: object) -> str:

@@ -9,6 +9,7 @@ from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 from labelapp.catalogue.models import (
     Category,
     CategorySource,
+    FeedCategoryMap,
     ImportRun,
     Label,
     LegacyRule,
@@ -182,6 +183,22 @@ def category_exclusive_paths() -> list[tuple[int, str]]:
     return list(Category.objects.filter(is_exclusive=True).order_by("full_path").values_list("id", "full_path"))
 
 
+def category_full_paths_existing(*, full_paths: list[str]) -> set[str]:
+    """Return which of these full paths already name a category."""
+    found: set[str] = set()
+    for start in range(0, len(full_paths), 1000):
+        chunk = full_paths[start:start + 1000]
+        found.update(Category.objects.filter(full_path__in=chunk).values_list("full_path", flat=True))
+    return found
+
+
+def product_category_path_counts(*, source: str) -> dict[str, int]:
+    """Return each feed category path of a source's products (as imported, 'A > B > C') with its product count."""
+    rows = (Product.objects.filter(source=source).values_list("category_path").annotate(n=Count("id"))
+            .order_by("category_path"))
+    return dict(rows)
+
+
 @dataclass(frozen=True)
 class CategoryEvidence:
     """Why a product's category is what it is: the source that won and the estimate behind it."""
@@ -236,3 +253,31 @@ def category_evidence(*, products: list[Product]) -> dict[int, CategoryEvidence]
             low=row.low if row else None, high=row.high if row else None, labelled=row.labelled if row else None,
             rule=row.rule.name if row is not None and row.rule_id else "")
     return evidence
+
+
+def feed_path_counts(*, source: str, q: str = "", feed_paths: list[str] | None = None) -> list[tuple[str, int]]:
+    """Return a source's distinct non-empty feed paths with their product counts, most products first."""
+    qs = Product.objects.filter(source=source).exclude(category_path="")
+    if q:
+        qs = qs.filter(category_path__icontains=q)
+    if feed_paths is not None:
+        qs = qs.filter(category_path__in=feed_paths)
+    return list(qs.order_by().values_list("category_path").annotate(n=Count("id")).order_by("-n", "category_path"))
+
+
+def feed_category_map_get(*, source: str) -> FeedCategoryMap | None:
+    """Return the source's feed category map (None: the source maps its paths exactly)."""
+    return FeedCategoryMap.objects.filter(source=source).first()
+
+
+def feed_category_source_list() -> list[dict]:
+    """Return every source with its product counts (with a feed path, with a feed category, distinct paths) and
+    its feed category mapping mode."""
+    modes = {source: f"{mode} {levels}" if levels else mode
+             for source, mode, levels in FeedCategoryMap.objects.values_list("source", "mode", "levels")}
+    rows = (Product.objects.order_by().values("source").annotate(
+        products=Count("id"), with_path=Count("id", filter=~Q(category_path="")),
+        matched=Count("id", filter=Q(feed_category__isnull=False)),
+        paths=Count("category_path", distinct=True, filter=~Q(category_path=""))).order_by("source"))
+    return [{**row, "unmatched": row["with_path"] - row["matched"], "mapping": modes.get(row["source"], "exact")}
+            for row in rows]

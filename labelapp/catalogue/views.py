@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from labelapp.catalogue import selectors
+from labelapp.catalogue.forms import FeedUploadForm, TaxonomyProposalForm
 from labelapp.catalogue.models import Category, ImportKind, ImportRun, RowOutcome
 from labelapp.catalogue.services.import_jobs import import_job_submit
+from labelapp.catalogue.services.taxonomy_proposals import taxonomy_proposal_apply, taxonomy_proposal_upload_store
+from labelapp.catalogue.taxonomy_proposal import proposal_csv_text, taxonomy_propose
 from labelapp.common.access import role_required
 from labelapp.common.querystring import int_or_none, yes_no
 from labelapp.common.roles import LABELLER, REVIEWER
+from labelapp.common.uploads import UploadTooLarge, upload_limit_install
 
 
 @login_required
@@ -65,8 +74,23 @@ class ImportUploadForm(forms.Form):
     mapping = forms.FileField(required=False, help_text="TOML mapping (products only)")
 
 
+@csrf_exempt  # the CSRF middleware would read the body before the upload limit is in place: checked inside
 @role_required(REVIEWER)
 def import_list_view(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        upload_limit_install(request, max_bytes=settings.IMPORT_UPLOAD_MAX_BYTES)
+    try:
+        return _import_list_page(request)
+    except UploadTooLarge as exc:
+        # The body was not read (or not all of it): show the form again, with the reason, and nothing stored.
+        form = ImportUploadForm(data={}, files={})
+        form.errors.clear()
+        form.add_error("file", str(exc))
+        return _import_list_render(request, form=form, status=413)
+
+
+@csrf_protect
+def _import_list_page(request: HttpRequest) -> HttpResponse:
     form = ImportUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -79,9 +103,12 @@ def import_list_view(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Import {run.id} queued: the worker is reading {form.cleaned_data['file'].name}.")
             return redirect("import-detail", run_id=run.id)
+    return _import_list_render(request, form=form, status=400 if form.errors else 200)
+
+
+def _import_list_render(request: HttpRequest, *, form: ImportUploadForm, status: int) -> HttpResponse:
     page = Paginator(selectors.import_run_list(), 25).get_page(request.GET.get("page"))
-    return render(request, "labelapp/import_list.html", {"page": page, "form": form},
-                  status=400 if form.errors else 200)
+    return render(request, "labelapp/import_list.html", {"page": page, "form": form}, status=status)
 
 
 @role_required(REVIEWER)
@@ -102,3 +129,96 @@ def import_detail_view(request: HttpRequest, run_id: int) -> HttpResponse:
     return render(request, "labelapp/import_detail.html",
                   {"run": run, "runs": [run], "page": page, "outcome": outcome, "outcomes": RowOutcome.choices,
                    "query": f"outcome={outcome}" if outcome else ""})
+
+
+# --------------------------------------------------------------------------------------------------------------
+# A taxonomy proposed from a feed's own category paths (for a catalogue without a taxonomy yet)
+
+PROPOSAL_TREE_ROWS = 1000
+PROPOSAL_CHANGE_ROWS = 50
+
+
+def _proposal_context(form: TaxonomyProposalForm) -> dict:
+    """The page's context: the form, and when it is valid the proposal with the rows the page shows."""
+    items = form.query_items()
+    context = {"form": form, "hidden": items, "query": urlencode(items), "tree_rows": PROPOSAL_TREE_ROWS,
+               "categories": selectors.category_list().count()}
+    if form.is_valid():
+        paths = form.feed_paths()
+        proposal = taxonomy_propose(path_counts=paths.path_counts, options=form.proposal_options())
+        context |= {"paths": paths, "proposal": proposal, "nodes": proposal.nodes[:PROPOSAL_TREE_ROWS],
+                    "changes": proposal.changes[:PROPOSAL_CHANGE_ROWS], "change_rows": PROPOSAL_CHANGE_ROWS}
+    return context
+
+
+def _proposal_page(request: HttpRequest, *, form: TaxonomyProposalForm, upload_form: FeedUploadForm | None = None,
+                   status: int = 200) -> HttpResponse:
+    context = _proposal_context(form) | {"upload_form": upload_form or FeedUploadForm()}
+    template = "labelapp/_taxonomy_proposal.html" if request.htmx else "labelapp/taxonomy_propose.html"
+    return render(request, template, context, status=status)
+
+
+@role_required(REVIEWER)
+def taxonomy_propose_view(request: HttpRequest) -> HttpResponse:
+    return _proposal_page(request, form=TaxonomyProposalForm(request.GET))
+
+
+@csrf_exempt  # the CSRF middleware would read the body before the upload limit is in place: checked inside
+@role_required(REVIEWER)
+@require_POST
+def taxonomy_propose_upload_view(request: HttpRequest) -> HttpResponse:
+    upload_limit_install(request, max_bytes=settings.IMPORT_UPLOAD_MAX_BYTES)
+    try:
+        return _taxonomy_propose_upload(request)
+    except UploadTooLarge as exc:
+        upload_form = FeedUploadForm(data={}, files={})
+        upload_form.errors.clear()
+        upload_form.add_error("file", str(exc))
+        return _proposal_page(request, form=TaxonomyProposalForm(), upload_form=upload_form, status=413)
+
+
+@csrf_protect
+def _taxonomy_propose_upload(request: HttpRequest) -> HttpResponse:
+    upload_form = FeedUploadForm(request.POST, request.FILES)
+    if upload_form.is_valid():
+        data = upload_form.cleaned_data
+        try:
+            token = taxonomy_proposal_upload_store(uploaded_file=data["file"], mapping_file=data["mapping"],
+                                                   file_format=data["format"] or None, path_field=data["path_field"])
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                upload_form.add_error(field if field in upload_form.fields else None, errors)
+        else:
+            return redirect(f"{reverse('taxonomy-propose')}?{urlencode({'feed': f'upload:{token}'})}")
+    return _proposal_page(request, form=TaxonomyProposalForm(), upload_form=upload_form, status=400)
+
+
+@role_required(REVIEWER)
+def taxonomy_proposal_csv_view(request: HttpRequest) -> HttpResponse:
+    form = TaxonomyProposalForm(request.GET)
+    if not form.is_valid():
+        return _proposal_page(request, form=form, status=400)
+    proposal = taxonomy_propose(path_counts=form.feed_paths().path_counts, options=form.proposal_options())
+    response = HttpResponse(proposal_csv_text(proposal), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="taxonomy-proposal.csv"'
+    return response
+
+
+@role_required(REVIEWER)
+@require_POST
+def taxonomy_proposal_apply_view(request: HttpRequest) -> HttpResponse:
+    """Show what applying the proposal would create; with confirmed=yes, apply it and show what it created."""
+    form = TaxonomyProposalForm(request.POST)
+    if not form.is_valid():
+        return _proposal_page(request, form=form, status=400)
+    paths = form.feed_paths()
+    proposal = taxonomy_propose(path_counts=paths.path_counts, options=form.proposal_options())
+    existing = selectors.category_full_paths_existing(full_paths=[node.path for node in proposal.nodes])
+    new_nodes = [node for node in proposal.nodes if node.path not in existing]
+    context = {"form": form, "hidden": form.query_items(), "query": urlencode(form.query_items()), "paths": paths,
+               "proposal": proposal, "new_nodes": new_nodes[:PROPOSAL_TREE_ROWS], "new_count": len(new_nodes),
+               "existing_count": len(existing), "tree_rows": PROPOSAL_TREE_ROWS,
+               "categories": selectors.category_list().count()}
+    if request.POST.get("confirmed") == "yes" and proposal.nodes:
+        context["run"] = taxonomy_proposal_apply(proposal=proposal, feed_name=paths.name, user=request.user)
+    return render(request, "labelapp/taxonomy_proposal_apply.html", context)

@@ -1,4 +1,8 @@
-"""Pagination shared by every app's API."""
+"""Pagination shared by every app's API.
+
+A list endpoint names its paginator in `pagination_class`: `paginated_response` pages with it, and the OpenAPI
+schema describes the list as that paginator's envelope (`get_paginated_response_schema`), not a bare array.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +20,14 @@ class ProductCursorPagination(CursorPagination):
 
 
 class LargePagePagination(PageNumberPagination):
+    """Numbered pages whose size the client may raise (to 2000): short lists read whole."""
+
     page_size_query_param = "page_size"
     max_page_size = 2000
 
 
-def paginated_response(*, queryset, serializer_class, request, view, paginator=None) -> Response:
-    """Return one page of `queryset`, serialised, with DRF's page links."""
-    paginator = paginator or PageNumberPagination()
+def paginated_response(*, queryset, serializer_class, request, view) -> Response:
+    """Return one page of `queryset`, serialised, in the envelope of the view's `pagination_class`."""
+    paginator = view.pagination_class()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True, context={"request": request}).data)

@@ -14,6 +14,7 @@ from labelapp.catalogue.models import Category, Product, Split
 from labelapp.catalogue.selectors import category_evidence
 from labelapp.common.pagination import ProductCursorPagination
 from labelapp.common.permissions import CatalogueReader
+from labelapp.common.schema import error_responses
 
 
 class PredictionSerializer(serializers.Serializer):
@@ -64,7 +65,8 @@ def prediction_context(*, products) -> dict:
 
 
 class ProductSerializer(serializers.ModelSerializer):
-    category = CategoryBriefSerializer(read_only=True)
+    category = CategoryBriefSerializer(read_only=True, allow_null=True,
+                                       help_text="The effective category (null: no source gives one).")
     image_url = serializers.SerializerMethodField()
     is_labelled = serializers.BooleanField(read_only=True)
     prediction = serializers.SerializerMethodField(help_text="The active model's prediction (null before the "
@@ -101,6 +103,7 @@ class ProductSerializer(serializers.ModelSerializer):
 
 class ProductListApi(APIView):
     permission_classes = [CatalogueReader]
+    pagination_class = ProductCursorPagination
 
     class ProductFilterSerializer(serializers.Serializer):
         q = serializers.CharField(required=False, default="", max_length=200)
@@ -111,7 +114,8 @@ class ProductListApi(APIView):
         split = serializers.ChoiceField(choices=Split.choices, required=False, default="")
         has_image = serializers.BooleanField(required=False, allow_null=True, default=None)
 
-    @extend_schema(parameters=[ProductFilterSerializer], responses=ProductSerializer(many=True))
+    @extend_schema(parameters=[ProductFilterSerializer],
+                   responses={200: ProductSerializer(many=True), **error_responses(400)})
     def get(self, request):
         params = self.ProductFilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
@@ -122,7 +126,7 @@ class ProductListApi(APIView):
             q=data["q"], category_id=data.get("category"), source=data["source"],
             labelled=data["labelled"], split=data["split"], has_image=data["has_image"],
         )
-        paginator = ProductCursorPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.product_list(filters=filters), request, view=self)
         context = {"request": request, **prediction_context(products=page)}
         return paginator.get_paginated_response(ProductSerializer(page, many=True, context=context).data)
@@ -154,7 +158,7 @@ class ProductDetailSerializer(ProductSerializer):
 class ProductDetailApi(APIView):
     permission_classes = [CatalogueReader]
 
-    @extend_schema(responses=ProductDetailSerializer)
+    @extend_schema(responses={200: ProductDetailSerializer, **error_responses(404)})
     def get(self, request, product_id: int):
         product = selectors.product_detail(product_id=product_id)
         product.is_labelled = bool(product.labels.all())

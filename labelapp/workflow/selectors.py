@@ -8,8 +8,17 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from classifier.models import Prediction
-from labelapp.catalogue.models import Category, Label, Product, RuleLabel, SourceTrust, TrustKind
+from classifier.models import Prediction, TrainRun, TrainStatus
+from labelapp.catalogue.models import (
+    Category,
+    ImportRun,
+    ImportStatus,
+    Label,
+    Product,
+    RuleLabel,
+    SourceTrust,
+    TrustKind,
+)
 from labelapp.workflow.models import LabelContext, LabellingRound, QueueItem, QueueItemStatus, RoundStatus
 
 
@@ -203,3 +212,9 @@ def queue_cards(*, items: list[QueueItem], model_version_id: int | None) -> list
             for item in items]
 
 
+def operations_failures(*, limit: int = 5) -> dict[str, list]:
+    """Return the most recent failed train runs and imports (newest first), for the operations page."""
+    return {
+        "train_runs": list(TrainRun.objects.filter(status=TrainStatus.FAILED).order_by("-created_at", "-id")[:limit]),
+        "imports": list(ImportRun.objects.filter(status=ImportStatus.FAILED).order_by("-created_at", "-id")[:limit]),
+    }

@@ -1,4 +1,5 @@
-"""HTML pages of the labelling workflow (htmx): labelling, rounds, and the product page that shows the model."""
+"""HTML pages of the labelling workflow (htmx): labelling, rounds, the product page that shows the model, and the
+operations page (queues, workers, the outbox, recent failures: it spans every app)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from labelapp.catalogue.models import Category, Product
 from labelapp.common.access import role_required
 from labelapp.common.querystring import int_or_none
 from labelapp.common.roles import LABELLER, REVIEWER
+from labelapp.common.selectors import operations_overview
 from labelapp.workflow import selectors
 from labelapp.workflow.models import LabellingRound, QueueItem, QueueItemStatus, RoundStatus
 from labelapp.workflow.services.queue import (
@@ -303,3 +305,20 @@ def round_close_view(request: HttpRequest, round_id: int) -> HttpResponse:
     elif round.status == RoundStatus.FAILED:
         messages.error(request, f"Round {round.number} could not retrain: {round.error}")
     return redirect("round-detail", round_id=round.pk)
+
+
+# --- operations (reviewers and staff) ----------------------------------------------------------------------------
+
+OPERATIONS_REFRESH_SECONDS = 10
+
+
+@role_required(REVIEWER)
+def operations_view(request: HttpRequest) -> HttpResponse:
+    """Queues, workers, the outbox, services and recent failures; each part says "unavailable" when it cannot be read.
+
+    The panels refresh themselves (htmx) every OPERATIONS_REFRESH_SECONDS.
+    """
+    context = {"overview": operations_overview(), "failures": selectors.operations_failures(),
+               "refresh_seconds": OPERATIONS_REFRESH_SECONDS}
+    template = "labelapp/_operations_panels.html" if request.htmx else "labelapp/operations.html"
+    return render(request, template, context)

@@ -25,7 +25,7 @@ from typing import Callable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from similarity.core.backbones import BACKBONES, DEFAULT_BACKBONE, BackboneConfig
-from similarity.core.images import ImageLoadError, ImageSource, load_for_embedding
+from similarity.core.images import DEFAULT_JPEG_MAX_PIXELS, ImageLoadError, ImageSource, load_for_embedding
 
 # ---------------------------------------------------------------------------------------
 # Legacy torch.save reader
@@ -354,6 +354,7 @@ class ImageEmbedder:
         batch_size: int = 64,
         workers: int = 2,
         weights_path: str | os.PathLike | None = None,
+        jpeg_max_pixels: int = DEFAULT_JPEG_MAX_PIXELS,
     ) -> None:
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; known: {sorted(BACKBONES)}")
@@ -362,6 +363,7 @@ class ImageEmbedder:
         self.config = BACKBONES[backbone]
         self.batch_size = batch_size
         self.workers = workers
+        self.jpeg_max_pixels = jpeg_max_pixels
         self._models = build_backbone(config=self.config, weights_path=weights_path)
 
     @property
@@ -408,6 +410,7 @@ class ImageEmbedder:
             source,
             resize_short_side=self.config.resize_short_side,
             input_size=self.config.input_size,
+            jpeg_max_pixels=self.jpeg_max_pixels,
         )
 
     def _prepare_or_reason(self, source: ImageSource) -> np.ndarray | str:

@@ -28,6 +28,7 @@ class SimilaritySettings:
     cache_timeout_s: int
     text_dim: int
     text_fit_max_products: int
+    jpeg_max_pixels: int
 
 
 def similarity_settings() -> SimilaritySettings:
@@ -50,6 +51,7 @@ def similarity_settings() -> SimilaritySettings:
         cache_timeout_s=settings.SIMILARITY_CACHE_TIMEOUT_S,
         text_dim=settings.SIMILARITY_TEXT_DIM,
         text_fit_max_products=settings.SIMILARITY_TEXT_FIT_MAX_PRODUCTS,
+        jpeg_max_pixels=settings.IMAGE_JPEG_MAX_PIXELS,
     )
 
 

@@ -1,8 +1,9 @@
 """Similar products: the query behind the shoppers' API and the evaluation pages, its errors and its cache.
 
 `product_similar_list` answers from a NeighbourCache row when one is current, else from `embedding_nearest`
-(similarity.selectors.search); hybrid blends the image and text scores of both modalities' candidates. Answers are
-cached under a key holding the generation of each embedding space used.
+(similarity.selectors.search); hybrid blends the image and text scores of both modalities' candidates, and falls
+back to the one modality the product has a vector for (saying so in the result). Answers are cached under a key
+holding the generation of each embedding space used.
 """
 
 from __future__ import annotations
@@ -104,6 +105,17 @@ class SimilarResult:
     text_weight: float | None
     trace: SearchTrace
     cached: bool = False
+    modality_used: str = ""  # the modality the neighbours were found by: `modality`, or hybrid's fallback
+    fallback: str | None = None  # why hybrid answered by one modality alone
+
+
+@dataclass(frozen=True)
+class _Answer:
+    hits: list[Hit]
+    trace: SearchTrace
+    modality_used: str
+    parts: dict[int, tuple[float, float]]  # hybrid: product id → (image score, text score)
+    fallback: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -170,24 +182,34 @@ def _scope_category(product: Product, scope: str) -> int | None:
     return category_id
 
 
-def _missing_message(*, product: Product, kind: str, model_version: str) -> str:
+def _missing_reason(*, product: Product, kind: str, model_version: str) -> str:
+    """Say why the product has no vector of `kind`, as a sentence without its closing full stop."""
     if kind == EmbeddingKind.TEXT:
         if not model_version:
-            return "No text model has been built yet (manage.py build_text_vectors); use modality=image."
+            return "No text model has been built yet (manage.py build_text_vectors)"
         return (f"Product {product.external_id!r} has no text vector (its title has no known word, or it was "
-                "imported after the text vectors were built); use modality=image.")
+                "imported after the text vectors were built)")
     if not product.image:
         why = f"it has no image ({product.image_error})" if product.image_error else "it has no image"
     else:
         failure = EmbeddingFailure.objects.filter(product=product, model_version=model_version).first()
         why = f"its image could not be embedded: {failure.reason}" if failure else "its image is not embedded yet"
-    return f"Product {product.external_id!r} has no image embedding ({why}); use modality=text."
+    return f"Product {product.external_id!r} has no image embedding ({why})"
+
+
+def _vector_or_reason(*, product: Product, kind: str, model_version: str) -> tuple[str | None, str]:
+    """Return (the product's vector of `kind`, "") or (None, why it has none)."""
+    vector = embedding_vector(kind=kind, model_version=model_version, product_id=product.id) if model_version else None
+    if vector is None:
+        return None, _missing_reason(product=product, kind=kind, model_version=model_version)
+    return vector, ""
 
 
 def _query_vector(*, product: Product, kind: str, model_version: str) -> str:
-    vector = embedding_vector(kind=kind, model_version=model_version, product_id=product.id) if model_version else None
+    vector, missing = _vector_or_reason(product=product, kind=kind, model_version=model_version)
     if vector is None:
-        raise EmbeddingMissing(_missing_message(product=product, kind=kind, model_version=model_version))
+        other = Modality.IMAGE.value if kind == EmbeddingKind.TEXT else Modality.TEXT.value
+        raise EmbeddingMissing(f"{missing}; use modality={other}.")
     return vector
 
 
@@ -205,15 +227,38 @@ def _hits_single(*, product: Product, kind: str, model_version: str, k: int, sco
                              category_id=category_id, exclude_product_id=product.id, generation=generation)
 
 
-def _hits_hybrid(*, product: Product, image_version: str, text_version: str, k: int, scope: str,
-                 category_id: int | None, text_weight: float,
+def _answer_hybrid(*, product: Product, image_version: str, text_version: str, k: int, scope: str,
+                   category_id: int | None, text_weight: float, generations: dict[str, int]) -> _Answer:
+    """Blend both modalities; with a vector of one modality only, answer by that one and say why.
+
+    Raise EmbeddingMissing only when the product has neither vector.
+    """
+    image_vector, no_image = _vector_or_reason(product=product, kind=EmbeddingKind.IMAGE,
+                                               model_version=image_version)
+    text_vector, no_text = _vector_or_reason(product=product, kind=EmbeddingKind.TEXT, model_version=text_version)
+    if image_vector is None and text_vector is None:
+        raise EmbeddingMissing(f"{no_image}; {no_text[0].lower()}{no_text[1:]}: no modality can answer.")
+    if image_vector is None or text_vector is None:
+        kind, version, used = ((EmbeddingKind.TEXT, text_version, Modality.TEXT.value) if image_vector is None
+                               else (EmbeddingKind.IMAGE, image_version, Modality.IMAGE.value))
+        hits, trace = _hits_single(product=product, kind=kind, model_version=version, k=k, scope=scope,
+                                   category_id=category_id, generation=generations.get(version, 0))
+        return _Answer(hits=hits, trace=trace, modality_used=used, parts={},
+                       fallback=f"{no_image or no_text}: answered by {used} alone.")
+    hits, parts = _hits_hybrid(product=product, image_vector=image_vector, text_vector=text_vector,
+                               image_version=image_version, text_version=text_version, k=k, scope=scope,
+                               category_id=category_id, text_weight=text_weight, generations=generations)
+    trace = SearchTrace(strategy="hybrid", candidates=None, ef_search=ef_search_for(min(400, 2 * k)))
+    return _Answer(hits=hits, trace=trace, modality_used=Modality.HYBRID.value, parts=parts)
+
+
+def _hits_hybrid(*, product: Product, image_vector: str, text_vector: str, image_version: str, text_version: str,
+                 k: int, scope: str, category_id: int | None, text_weight: float,
                  generations: dict[str, int]) -> tuple[list[Hit], dict[int, tuple[float, float]]]:
     """Blend image and text scores over the union of both modalities' top-2k candidates.
 
     A candidate without a vector in one modality scores 0 there (cosine of an unrelated direction).
     """
-    image_vector = _query_vector(product=product, kind=EmbeddingKind.IMAGE, model_version=image_version)
-    text_vector = _query_vector(product=product, kind=EmbeddingKind.TEXT, model_version=text_version)
     pool = min(400, 2 * k)
     image_hits, _ = embedding_nearest(kind=EmbeddingKind.IMAGE, model_version=image_version, vector=image_vector,
                                       k=pool, scope=scope, category_id=category_id, exclude_product_id=product.id,
@@ -253,7 +298,7 @@ def product_similar_list(*, product: Product, k: int = 20, scope: str = Scope.LE
 
     Answers are cached under a key holding the generation of each embedding space used, so writing vectors or
     syncing categories (which bump it) invalidates them. Raise ScopeUnavailable when the product has no
-    category at the scope's level, EmbeddingMissing when it has no vector of the modality.
+    category at the scope's level, EmbeddingMissing when it has no vector of the modality (hybrid: of either).
     """
     config = similarity_settings()
     image_version = model_version or config.model_version
@@ -273,29 +318,30 @@ def product_similar_list(*, product: Product, k: int = 20, scope: str = Scope.LE
         if found is not None:
             return replace(found, cached=True)
 
-    parts: dict[int, tuple[float, float]] = {}
     if modality == Modality.HYBRID:
-        hits, parts = _hits_hybrid(product=product, image_version=image_version, text_version=text_version, k=k,
-                                   scope=scope, category_id=category_id, text_weight=weight,
-                                   generations=generations)
-        trace = SearchTrace(strategy="hybrid", candidates=None, ef_search=ef_search_for(min(400, 2 * k)))
+        answer = _answer_hybrid(product=product, image_version=image_version, text_version=text_version, k=k,
+                                scope=scope, category_id=category_id, text_weight=weight, generations=generations)
     else:
         kind = EmbeddingKind.IMAGE if modality == Modality.IMAGE else EmbeddingKind.TEXT
         version = image_version if kind == EmbeddingKind.IMAGE else text_version
         hits, trace = _hits_single(product=product, kind=kind, model_version=version, k=k, scope=scope,
                                    category_id=category_id, generation=generations.get(version, 0))
-    briefs = product_briefs(product_ids=[hit.product_id for hit in hits] + [product.id])
+        answer = _Answer(hits=hits, trace=trace, modality_used=str(modality), parts={})
+    briefs = product_briefs(product_ids=[hit.product_id for hit in answer.hits] + [product.id])
     neighbours = []
-    for hit in hits:
+    for hit in answer.hits:
         if hit.product_id not in briefs:  # deleted since the vectors were read
             continue
-        image_score, text_score = parts.get(hit.product_id, (None, None))
+        image_score, text_score = answer.parts.get(hit.product_id, (None, None))
         neighbours.append(Neighbour(rank=len(neighbours) + 1, product=briefs[hit.product_id], score=hit.score,
                                     image_score=image_score, text_score=text_score))
+    used = answer.modality_used
     result = SimilarResult(
         query=briefs[product.id], neighbours=neighbours, k=k, scope=scope, modality=modality,
-        model_version=image_version if modality != Modality.TEXT else "", text_model_version=text_version,
-        text_weight=weight, trace=trace,
+        model_version=image_version if used != Modality.TEXT else "",
+        text_model_version=text_version if used != Modality.IMAGE else "",
+        text_weight=weight if used == Modality.HYBRID else None, trace=answer.trace, modality_used=used,
+        fallback=answer.fallback,
     )
     if use_cache:
         cache.set(key, result, timeout=config.cache_timeout_s)

@@ -63,7 +63,7 @@ class UnknownModelVersion(ValueError):
 # --------------------------------------------------------------------------------------------------------------
 # Embedders (built once per process: building one costs seconds, and TensorFlow stays out of the web process)
 
-_EMBEDDERS: dict[tuple[str, int, int], object] = {}
+_EMBEDDERS: dict[tuple[str, int, int, int], object] = {}
 _EMBEDDERS_LOCK = threading.Lock()
 
 
@@ -74,10 +74,11 @@ def image_embedder_get(*, model_version: str, batch_size: int | None = None, wor
         known = ", ".join(config.model_version for config in BACKBONES.values())
         raise UnknownModelVersion(f"no backbone produces model version {model_version!r} (known: {known})")
     config = similarity_settings()
-    key = (backbone, batch_size or config.embed_batch_size, workers or config.embed_workers)
+    key = (backbone, batch_size or config.embed_batch_size, workers or config.embed_workers, config.jpeg_max_pixels)
     with _EMBEDDERS_LOCK:
         if key not in _EMBEDDERS:
-            _EMBEDDERS[key] = ImageEmbedder(backbone=backbone, batch_size=key[1], workers=key[2])
+            _EMBEDDERS[key] = ImageEmbedder(backbone=backbone, batch_size=key[1], workers=key[2],
+                                            jpeg_max_pixels=key[3])
         return _EMBEDDERS[key]
 
 

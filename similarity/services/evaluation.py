@@ -98,7 +98,7 @@ def precision_same_category_compute(*, modality: str = Modality.IMAGE, scope: st
             result = product_similar_list(product=query, k=k, scope=scope, modality=modality, model_version=version)
         except SimilarityError:
             continue
-        if not result.neighbours:
+        if not result.neighbours or result.fallback:  # a hybrid answered by one modality is not hybrid's precision
             continue
         relevant = sum(1 for neighbour in result.neighbours if neighbour.product.level3_id == query.level3_id)
         per_query.append((query.level3_id, relevant / len(result.neighbours)))

@@ -13,7 +13,19 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def celery_worker_process(transactional_db, tmp_path):
+def celery_worker_env() -> dict[str, str]:
+    """Extra environment for the worker process; a test module overrides this fixture to set more."""
+    return {}
+
+
+@pytest.fixture
+def celery_worker_pool() -> list[str]:
+    """The worker's pool options; a test module overrides this fixture to run another pool."""
+    return ["--pool=solo"]
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, tmp_path, celery_worker_env, celery_worker_pool):
     """Start `celery worker` as a subprocess against this test's database; stop it afterwards.
 
     Tests using it must commit their data (transactional_db), since the worker has its own connection.
@@ -31,6 +43,7 @@ def celery_worker_process(transactional_db, tmp_path):
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "ARTEFACT_ROOT": str(settings.ARTEFACT_ROOT),
         "CELERY_TASK_ALWAYS_EAGER": "0",
+        **celery_worker_env,
     }
     queue = f"test-{os.getpid()}-{time.monotonic_ns()}"
     hostname = f"{queue}@localhost"
@@ -39,7 +52,7 @@ def celery_worker_process(transactional_db, tmp_path):
     env["CELERY_DEFAULT_QUEUE"] = env["CELERY_ML_QUEUE"] = queue
     log = (tmp_path / "worker.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--loglevel=INFO",
+        [sys.executable, "-m", "celery", "-A", "config", "worker", *celery_worker_pool, "--loglevel=INFO",
          f"--queues={queue}", f"--hostname={hostname}", "--without-gossip", "--without-mingle",
          "--without-heartbeat"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,

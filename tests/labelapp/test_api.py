@@ -1,8 +1,13 @@
 """The REST API: permissions per role, filters, errors as 4xx, labels, health."""
 import pytest
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import OperationalError
+from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
+from config.celery import app
 from labelapp.catalogue.models import CategorySource, Label, LabelStrategy, RuleLabel
+from labelapp.common.apis import exception_handler
 from labelapp.common.roles import API_CLIENT, LABELLER, REVIEWER
 from tests.factories import LegacyRuleFactory, ProductFactory, category
 
@@ -134,6 +139,17 @@ def test_unknown_product_is_404_not_500(api_client, make_user):
     assert response.json()["detail"]
 
 
+def test_an_api_path_no_route_matches_is_a_json_404(api_client, make_user):
+    client = _token_client(api_client, make_user("shop", API_CLIENT))
+
+    response = client.get("/api/v1/products/not-a-number/")
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Not found."}
+    assert client.get("/no-such-page/")["Content-Type"].startswith("text/html")
+
+
 def test_category_tree_nests_children(api_client, make_user, catalogue):
     client = _token_client(api_client, make_user("shop", API_CLIENT))
 
@@ -156,15 +172,30 @@ def test_labeller_posts_a_label_which_becomes_the_effective_category(api_client,
     client = _token_client(api_client, make_user("lab", LABELLER))
     shirt = catalogue["shirt"]
 
-    response = client.post("/api/v1/labels/", {"product": shirt.id, "category": catalogue["Jeans"].id,
-                                               "strategy": "random"}, format="json")
+    response = client.post("/api/v1/labels/", {"product": shirt.id, "category": catalogue["Jeans"].id},
+                           format="json")
 
     assert response.status_code == 201, response.content
     shirt.refresh_from_db()
     assert shirt.category_id == catalogue["Jeans"].id
     assert shirt.category_source == CategorySource.LABEL
     assert shirt.level2_id == catalogue["Jeans"].level2_id
-    assert Label.objects.get().strategy == LabelStrategy.RANDOM
+    # Made outside a labelling round's queue: the server records it as manual.
+    assert Label.objects.get().strategy == LabelStrategy.MANUAL
+    assert response.json()["strategy"] == LabelStrategy.MANUAL
+
+
+@pytest.mark.parametrize("strategy", ["random", "manual", "import"])
+def test_a_client_cannot_choose_a_labels_strategy(api_client, make_user, catalogue, strategy):
+    client = _token_client(api_client, make_user("lab", LABELLER))
+
+    response = client.post("/api/v1/labels/", {"product": catalogue["shirt"].id, "category": catalogue["Jeans"].id,
+                                               "strategy": strategy}, format="json")
+
+    # A labeller choosing "random" would slip biased labels into the unbiased random slice that measures trust.
+    assert response.status_code == 400
+    assert "set by the server" in str(response.json()["strategy"])
+    assert Label.objects.count() == 0
 
 
 def test_label_for_a_non_exclusive_category_is_400(api_client, make_user, catalogue):
@@ -207,26 +238,85 @@ def test_health_reports_database_and_broker(api_client):
     assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
 
 
-def test_health_is_503_when_the_broker_is_down(api_client, settings):
-    from config.celery import app
-
+@pytest.fixture
+def broker_down(settings):
     # The health check opens a fresh connection from the configured URL (not the app's shared pool).
     app.conf.broker_url = "redis://127.0.0.1:1/0"
-    try:
-        response = api_client.get("/api/v1/health/")
-    finally:
-        app.conf.broker_url = settings.CELERY_BROKER_URL
+    yield
+    app.conf.broker_url = settings.CELERY_BROKER_URL
+
+
+def test_health_is_503_and_tells_anonymous_callers_no_more_than_what_is_down(api_client, broker_down):
+    response = api_client.get("/api/v1/health/")
 
     assert response.status_code == 503
-    assert response.json()["broker"].startswith("error")
-    assert response.json()["database"] == "ok"
+    # Not the error text: it names the broker's host and port.
+    assert response.json() == {"status": "degraded", "database": "ok", "broker": "error"}
 
 
-def test_openapi_schema_and_docs_page_are_served(client, make_user):
-    client.force_login(make_user("rev", REVIEWER))
+@pytest.mark.parametrize("roles, staff, detailed", [((REVIEWER,), False, True), ((), True, True),
+                                                    ((LABELLER,), False, False), ((API_CLIENT,), False, False)])
+def test_health_shows_the_error_detail_to_reviewers_and_staff_only(api_client, make_user, broker_down,
+                                                                   roles, staff, detailed):
+    client = _token_client(api_client, make_user("someone", *roles, staff=staff))
+
+    body = client.get("/api/v1/health/").json()
+
+    assert (body["status"], body["database"], body["broker"]) == ("degraded", "ok", "error")
+    if detailed:
+        assert body["errors"]["database"] == ""
+        assert "127.0.0.1:1" in body["errors"]["broker"]
+    else:
+        assert "errors" not in body
+
+
+def test_health_reports_a_database_outage_to_token_callers_instead_of_failing(api_client, make_user, monkeypatch):
+    client = _token_client(api_client, make_user("rev", REVIEWER))
+    monkeypatch.setattr("labelapp.common.apis.database_ping", lambda: "OperationalError: server closed the connection")
+
+    def token_lookup_fails(self, key):
+        raise OperationalError("server closed the connection")
+
+    monkeypatch.setattr(TokenAuthentication, "authenticate_credentials", token_lookup_fails)
+
+    response = client.get("/api/v1/health/")
+
+    # Who asks cannot be read with the database away: the answer is the anonymous one, never a 500.
+    assert response.status_code == 503
+    assert response.json() == {"status": "degraded", "database": "error", "broker": "ok"}
+
+
+def test_a_validation_error_about_no_one_field_answers_an_object():
+    response = exception_handler(DjangoValidationError("Round 3 is still open."), {})
+
+    assert (response.status_code, response.data) == (400, {"non_field_errors": ["Round 3 is still open."]})
+
+
+def test_health_answers_anonymous_callers_with_a_session_less_client(client):
+    response = client.get("/api/v1/health/")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+
+
+def test_openapi_schema_and_docs_page_are_served_to_logged_in_users(api_client, client, make_user):
+    client.force_login(make_user("lab", LABELLER))
+    token_client = _token_client(api_client, make_user("shop", API_CLIENT))
 
     schema = client.get("/api/v1/schema/")
     docs = client.get("/api/v1/docs/")
+    by_token = token_client.get("/api/v1/schema/")
 
     assert schema.status_code == 200 and b"/api/v1/products/" in schema.content
     assert docs.status_code == 200 and b"swagger-ui" in docs.content
+    assert by_token.status_code == 200 and b"/api/v1/products/" in by_token.content
+
+
+def test_openapi_schema_and_docs_page_refuse_anonymous_callers(api_client, client):
+    schema = api_client.get("/api/v1/schema/")
+    docs = client.get("/api/v1/docs/")
+
+    assert schema.status_code == 401
+    assert b"/api/v1/products/" not in schema.content
+    assert docs.status_code == 302
+    assert docs["Location"].startswith("/accounts/login/?next=/api/v1/docs/")

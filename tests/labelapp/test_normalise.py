@@ -60,10 +60,52 @@ def test_text_clean(value, expected):
         ("Shoes", "Shoes"),
         ("", ""),
         (None, ""),
-        ("[not json", "[not json"),
+        ("[not json", "not json"),  # a stray bracket is no part of a name
     ],
 )
 def test_category_path_normalise(value, expected):
+    assert category_path_normalise(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        # A JSON list holding one delimited string (issue #12: it used to become a one-level path).
+        ('["Home Furnishing >> Curtains & Accessories >> Curtains"]',
+         "Home Furnishing > Curtains & Accessories > Curtains"),
+        (["Home Furnishing >> Curtains"], "Home Furnishing > Curtains"),
+        # Several paths: the first non-empty one, or a later one extending it (deeper in the same branch).
+        ('["", "A >> B", "X >> Y >> Z"]', "A > B"),
+        ('["A >> B", "a >> b >> C", "A >> B >> C >> D"]', "A > B > C > D"),
+        (["A/B", "A/B/C"], "A > B > C"),
+        # Nested lists.
+        ([["A", "B"], ["A", "B", "C"]], "A > B > C"),
+        ([[["Shoes > Boots"]]], "Shoes > Boots"),
+        ('[["A > B"], "A > B > C"]', "A > B > C"),
+        ("[[]]", ""),
+        # A list of plain names is one level per item; a slash inside one is part of its name.
+        (["Apparel", "Tops/T-shirts"], "Apparel > Tops/T-shirts"),
+        # Mixed delimiters in one path: every delimiter of the strongest tier present splits.
+        ("A > B » C → D", "A > B > C > D"),
+        ("A >> B > C", "A > B > C"),
+        ("A|B¦C", "A > B > C"),
+        ("A\\B\\C", "A > B > C"),
+        ("A \\\\ B", "A > B"),
+        ("A | B/C", "A > B/C"),
+        ("  A  >>   B  ", "A > B"),
+        # Stray quotes and brackets: broken JSON, Python reprs, a quoted string.
+        ('["Home Furnishing >> Curtains', "Home Furnishing > Curtains"),
+        ("['Apparel', 'Tops', \"Men's\"]", "Apparel > Tops > Men's"),
+        ('"Shoes > Boots"', "Shoes > Boots"),
+        ("Kids' > Shoes", "Kids' > Shoes"),
+        ("“Shoes” > Boots", "Shoes > Boots"),
+        # Absurd nesting is no path, and never an error.
+        ("[" * 5000, ""),
+        ('["' + "[" * 3000 + '"]', ""),
+        (1604, "1604"),
+    ],
+)
+def test_category_path_shapes(value, expected):
     assert category_path_normalise(value) == expected
 
 

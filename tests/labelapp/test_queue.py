@@ -12,6 +12,7 @@ from labelapp.catalogue.services.labels import label_create
 from labelapp.catalogue.services.product_categories import product_category_recompute
 from labelapp.workflow.models import QueueItem, QueueItemStatus
 from labelapp.workflow.selectors import queue_item_token
+from labelapp.workflow.services.rounds import labelling_round_close
 from labelapp.workflow.services.queue import (
     LeaseLost,
     SubmitOutdated,
@@ -161,6 +162,43 @@ def test_an_expired_lease_can_still_be_submitted_until_someone_else_takes_it(mak
     assert queue_item_submit(item_id=mine[1].pk, user=ann, category=shirts, time_spent_ms=1).labeller == ann
     with pytest.raises(LeaseLost):
         queue_item_submit(item_id=mine[0].pk, user=ann, category=shirts, time_spent_ms=1)
+
+
+def test_an_item_someone_else_skipped_cannot_be_submitted_without_leasing_it(make_user, shirts):
+    round, items = labelling_round_with_items(3)
+    ann, bob = make_user("ann"), make_user("bob")
+    skipped = queue_item_lease_next(user=ann, round=round)
+    queue_item_skip(item_id=skipped.pk, user=ann)  # pending again, held by nobody
+
+    with pytest.raises(LeaseLost, match="You do not hold this product"):
+        queue_item_submit(item_id=skipped.pk, user=bob, category=shirts, time_spent_ms=1)
+    with pytest.raises(LeaseLost, match="You do not hold this product"):
+        queue_item_submit(item_id=skipped.pk, user=ann, category=shirts, time_spent_ms=1)  # the skipper neither
+    assert not Label.objects.exists()
+    assert QueueItem.objects.get(pk=skipped.pk).status == QueueItemStatus.PENDING
+    # Leased the ordinary way, it can be labelled.
+    assert queue_item_lease_next(user=bob, round=round).pk == skipped.pk
+    assert queue_item_submit(item_id=skipped.pk, user=bob, category=shirts, time_spent_ms=1).labeller == bob
+
+
+def test_an_item_nobody_ever_leased_cannot_be_submitted(make_user, shirts):
+    round, items = labelling_round_with_items(2)
+    ann = make_user("ann")
+
+    with pytest.raises(LeaseLost, match="You do not hold this product"):
+        queue_item_submit(item_id=items[1].pk, user=ann, category=shirts, time_spent_ms=1)
+    assert not Label.objects.exists()
+
+
+def test_a_late_submit_after_the_round_closed_still_counts_for_the_lease_holder(make_user, shirts, sent_tasks):
+    round, items = labelling_round_with_items(2)
+    ann, bob = make_user("ann"), make_user("bob")
+    mine = queue_item_lease_next(user=ann, round=round)
+    labelling_round_close(round_id=round.pk, reason="test")  # releases the leases
+
+    assert queue_item_submit(item_id=mine.pk, user=ann, category=shirts, time_spent_ms=1).labeller == ann
+    with pytest.raises(LeaseLost):
+        queue_item_submit(item_id=items[1].pk, user=bob, category=shirts, time_spent_ms=1)
 
 
 def test_none_fits_is_recorded_and_keeps_the_products_category(make_user, shirts):

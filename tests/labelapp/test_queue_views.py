@@ -164,6 +164,19 @@ def test_submitting_a_product_someone_else_took_explains_it(client, labeller, ma
     assert not Label.objects.exists()
 
 
+def test_submitting_a_product_another_labeller_skipped_needs_a_lease_first(client, labeller, make_user, shirts):
+    round, items = labelling_round_with_items(3)
+    QueueItem.objects.filter(pk=items[0].pk).update(skipped_by=[make_user("other").pk])  # pending, held by nobody
+
+    response = client.post(f"/label/items/{items[0].pk}/submit/", {"category": shirts.pk}, **HTMX)
+
+    assert "You do not hold this product" in response.content.decode()
+    assert not Label.objects.exists()
+    # The answer hands the product over the ordinary way: leased now, it can be labelled.
+    assert _items_on(response.content)[0] == items[0].pk
+    assert QueueItem.objects.get(pk=items[0].pk).leased_to == labeller
+
+
 def test_skip_gives_the_product_to_others_and_preloads_the_next(client, labeller):
     round, items = labelling_round_with_items(4)
     client.get("/label/")

@@ -107,4 +107,4 @@ def test_a_real_worker_runs_a_text_job_over_the_broker(celery_worker_process, ca
 
 
 # The real-worker fixture lives with the integration tests; importing it registers it here.
-from tests.integration.conftest import celery_worker_process  # noqa: E402,F401
+from tests.integration.conftest import celery_worker_env, celery_worker_pool, celery_worker_process  # noqa: E402,F401

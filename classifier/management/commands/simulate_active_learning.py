@@ -25,6 +25,10 @@ class Command(BaseCommand):
                             help="labels: current human labels; feed: an exclusive feed category")
         parser.add_argument("--architecture")
         parser.add_argument("--epochs", type=int)
+        parser.add_argument("--config", help="feature config TOML file (default: CLASSIFIER_FEATURE_CONFIG)")
+        parser.add_argument("--strict", action="store_true",
+                            help="fail when the feature config reads the field the oracle's answers come from "
+                                 "(the feed category), instead of dropping those inputs")
         parser.add_argument("--diversity", type=float, default=0.0, help="batch diversity weight (0: off)")
         parser.add_argument("--out", help="folder for the CSV and PNG (default ARTEFACT_ROOT/simulations)")
 
@@ -32,6 +36,12 @@ class Command(BaseCommand):
         for name in ("rounds", "batch_size", "seed_size", "repeats"):
             if options[name] < (0 if name == "rounds" else 1):
                 raise CommandError(f"--{name.replace('_', '-')} must be positive")
+        feature_config = None
+        if options["config"]:
+            path = Path(options["config"])
+            if not path.is_file():
+                raise CommandError(f"no feature config at {path}")
+            feature_config = path.read_text(encoding="utf-8")
 
         def progress(record: dict) -> None:
             self.stderr.write(f"  {record['strategy']} seed {record['seed']} round {record['round']}: "
@@ -43,10 +53,12 @@ class Command(BaseCommand):
                 strategies=options["strategy"], rounds=options["rounds"], batch_size=options["batch_size"],
                 seed_size=options["seed_size"], objectives=[o.strip() for o in options["objectives"].split(",")],
                 repeats=options["repeats"], oracle=options["oracle"], architecture=options["architecture"],
-                epochs=options["epochs"], diversity=options["diversity"],
-                out_dir=Path(options["out"]) if options["out"] else None, progress=progress)
+                epochs=options["epochs"], diversity=options["diversity"], feature_config=feature_config,
+                strict=options["strict"], out_dir=Path(options["out"]) if options["out"] else None, progress=progress)
         except ValueError as error:
             raise CommandError(str(error)) from None
+        for note in outcome.notes:
+            self.stdout.write(f"Warning: {note}")
         self.stdout.write(f"Pool {outcome.pool:,} dev products, test {outcome.test:,}, {outcome.classes} classes.")
         summary = outcome.summary
         labels = sorted({int(n) for entry in summary.values() for n in entry["labels"]})

@@ -37,6 +37,9 @@ class Command(BaseCommand):
         parser.add_argument("--no-weak-targets", action="store_true",
                             help="learn the exclusive head from human labels only, not also from the rules' and the "
                                  "feed's categories")
+        parser.add_argument("--strict", action="store_true",
+                            help="fail the run when the feature config reads the field its labels were taken from "
+                                 "(labels imported from the feed category), instead of dropping those inputs")
 
     def handle(self, *args, **options):
         params = {name: options[name] for name in ("epochs", "batch_size", "learning_rate", "random_state")
@@ -48,6 +51,8 @@ class Command(BaseCommand):
                 raise CommandError(f"--loss-weights must be a JSON object of numbers: {error}") from None
         if options["no_weak_targets"]:
             params["weak_targets"] = False
+        if options["strict"]:
+            params["strict_inputs"] = True
         feature_config = None
         if options["config"]:
             path = Path(options["config"])
@@ -86,6 +91,7 @@ class Command(BaseCommand):
                  f"{sum((counts.get('weak_targets') or {}).values()):,} weak targets, "
                  f"{counts.get('rule_known', 0):,} with rules), "
                  f"{counts.get('validation', 0):,} validation."]
+        lines += [f"  warning: {warning}" for warning in run.params.get("warnings", [])]
         for report, title in (("ground_truth", "hand-labelled ground truth"), ("rule_test", "rule-based test set")):
             section = metrics.get(report)
             if not section:

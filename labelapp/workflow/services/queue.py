@@ -8,9 +8,12 @@ Lease contract
   returns expired items to PENDING so progress counts stay honest.
 - A labeller holds up to two items at once: the one on screen and the next one, preloaded so the page flips
   without a round trip. Reloading the page hands back the same items.
-- Submitting needs the lease, or an expired lease nobody else took. A submit repeated by the same labeller
-  (double click, network retry) returns the label of the first one; `token` (item id and the label the card
-  was shown after) rejects a late retry of a submit the labeller has since undone.
+- Submitting needs the lease, or an expired lease nobody else took. A released item (its lease expired and the
+  beat task returned it to PENDING, or its round closed) keeps its last holder in `leased_to` until someone
+  else claims it, so that holder's late submit still counts. An item the user never held, or gave back with a
+  skip, cannot be submitted: it has to be leased first. A submit repeated by the same labeller (double click,
+  network retry) returns the label of the first one; `token` (item id and the label the card was shown after)
+  rejects a late retry of a submit the labeller has since undone.
 """
 
 from __future__ import annotations
@@ -121,7 +124,8 @@ def queue_item_submit(*, item_id: int, user: AbstractBaseUser, category: Categor
                       time_spent_ms: int | None, flagged: bool = False, note: str = "", token: str = "") -> Label:
     """Label the item's product (category None: "none fits") and mark the item done; return the label.
 
-    The caller must hold the lease, or its lease expired and nobody else took the item (LeaseLost otherwise).
+    The caller must hold the lease, or its lease expired (or its round closed) and nobody else took the item;
+    LeaseLost otherwise, also for an item the caller never leased or skipped.
     Idempotent: a repeated submit of an item this user already labelled returns that label. A non-empty
     `token` that no longer matches the item (the user undid the label since) raises SubmitOutdated.
     `flagged` (with `note`) marks the item for review. When the round's last item is done, closing the round
@@ -136,8 +140,10 @@ def queue_item_submit(*, item_id: int, user: AbstractBaseUser, category: Categor
         raise LeaseLost("Another labeller already labelled this product.")
     if token and token != queue_item_token(item):
         raise SubmitOutdated("This label was undone since; the product is waiting for your new label.")
-    if item.status == QueueItemStatus.LEASED and item.leased_to_id != user.pk:
-        raise LeaseLost("Another labeller holds this product now: your lease on it expired and they took it.")
+    if item.leased_to_id != user.pk:
+        if item.status == QueueItemStatus.LEASED:
+            raise LeaseLost("Another labeller holds this product now: your lease on it expired and they took it.")
+        raise LeaseLost("You do not hold this product: take it from the queue before labelling it.")
     if time_spent_ms is not None and time_spent_ms < 0:
         raise ValidationError({"time_spent_ms": "time spent cannot be negative"})
     label = label_create(product=item.product, category=category, user=user, strategy=item.strategy,
@@ -212,8 +218,11 @@ def label_undo_last(*, user: AbstractBaseUser, round: LabellingRound,
 
 
 def queue_leases_expire(*, round_id: int | None = None) -> int:
-    """Return every item whose lease expired (in one round, or all) to PENDING; return how many."""
+    """Return every item whose lease expired (in one round, or all) to PENDING; return how many.
+
+    `leased_to` keeps the last holder, whose late submit still counts until someone else claims the item.
+    """
     expired = QueueItem.objects.filter(status=QueueItemStatus.LEASED, lease_expires_at__lte=timezone.now())
     if round_id is not None:
         expired = expired.filter(round_id=round_id)
-    return expired.update(status=QueueItemStatus.PENDING, leased_to=None, lease_expires_at=None)
+    return expired.update(status=QueueItemStatus.PENDING, lease_expires_at=None)

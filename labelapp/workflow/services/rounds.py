@@ -157,8 +157,9 @@ def labelling_round_close(*, round_id: int, user: AbstractBaseUser | None = None
     round = LabellingRound.objects.get(pk=round_id)
     if not closing:
         return round
+    # `leased_to` stays: the holder's late submit still counts (the lease contract in services/queue.py).
     QueueItem.objects.filter(round=round, status=QueueItemStatus.LEASED).update(
-        status=QueueItemStatus.PENDING, leased_to=None, lease_expires_at=None)
+        status=QueueItemStatus.PENDING, lease_expires_at=None)
     # The round's labels are new evidence: re-measure the sources and re-decide the catalogue now, before the
     # retraining (which measures again when it promotes).
     trust_and_categories_refresh()

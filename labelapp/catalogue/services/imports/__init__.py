@@ -11,8 +11,9 @@ memory stays flat whatever the file's size. A row is never silently lost: it is 
 recorded as an ImportRowIssue (rejected / repaired / warning) with its line number, reason and raw text.
 
 One job a module, lowest first: `runs` (an ImportRun's lifecycle, its row issues and report), `files`
-(bytes to decoded lines), `mapping` (which input field feeds which product field), `images` (fetch, check and
-store product images), `drafts` (a record to normalised product values), `readers` (lines to records),
-`writer` (batches of drafts to Product rows), `products` (the product import), `execute` (runs a queued
-ImportRun of any kind). This package only documents: import each name from its module.
+(bytes to decoded lines), `mapping` (which input field feeds which product field), `fetch` (outbound HTTP to
+public addresses only), `images` (fetch, check and store product images), `drafts` (a record to normalised
+product values), `readers` (lines to records), `writer` (batches of drafts to Product rows), `products` (the
+product import), `execute` (runs a queued ImportRun of any kind). This package only documents: import each
+name from its module.
 """

@@ -78,9 +78,13 @@ _FIELD_LIMITS = {name: Product._meta.get_field(name).max_length
                  for name in ("brand", "gender", "size", "category_path", "image_ref")}
 
 
-def _scalar_text(value: Any) -> str:
+def _scalar_text(value: Any, *, name: str, warnings: list[str]) -> str:
+    """Return a value as one cleaned text; a list gives its first value, with a warning when it held more."""
     if isinstance(value, (list, tuple)):
-        value = next((item for item in value if not _is_empty(item)), "")
+        values = [item for item in value if not _is_empty(item)]
+        if len(values) > 1:
+            warnings.append(f"{name} was a list of {len(values)} values; the first was kept")
+        value = values[0] if values else ""
     if isinstance(value, dict):
         return ""
     return normalise.text_clean(value)
@@ -95,13 +99,13 @@ def product_draft_build(*, record: dict, line: int, mapping: ImportMapping, read
         return f"missing external id (looked in {', '.join(fields.get('external_id', ()))})"
     if len(external_id) > EXTERNAL_ID_MAX_LENGTH:
         return f"external id longer than {EXTERNAL_ID_MAX_LENGTH} characters ({len(external_id)})"
-    title = _scalar_text(reader.first(record, fields.get("title", ())))
+    warnings: list[str] = []
+    title = _scalar_text(reader.first(record, fields.get("title", ())), name="title", warnings=warnings)
     if not title:
         return f"missing title (looked in {', '.join(fields.get('title', ()))})"
-    warnings: list[str] = []
 
     def text(name: str) -> str:
-        value = _scalar_text(reader.first(record, fields[name])) if name in fields else ""
+        value = _scalar_text(reader.first(record, fields[name]), name=name, warnings=warnings) if name in fields else ""
         limit = _FIELD_LIMITS.get(name)
         if limit and len(value) > limit:
             warnings.append(f"{name} longer than {limit} characters: cut")
@@ -138,7 +142,8 @@ def product_draft_build(*, record: dict, line: int, mapping: ImportMapping, read
 def _category_path_read(record: dict, *, mapping: ImportMapping, reader: FieldReader, warnings: list[str]) -> str:
     """Return the record's normalised category path, from one column per level or a whole-path column."""
     if mapping.category_columns:
-        names = [_scalar_text(reader.first(record, (column,))) for column in mapping.category_columns]
+        names = [_scalar_text(reader.first(record, (column,)), name=f"category column {column}", warnings=warnings)
+                 for column in mapping.category_columns]
         category_path = normalise.PATH_SEPARATOR.join(name for name in names if name)
     else:
         category_path = normalise.category_path_normalise(reader.first(record, mapping.category_path))

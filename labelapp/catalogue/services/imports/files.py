@@ -1,4 +1,7 @@
-"""Feed files: bytes in, decoded lines out, with what is wrong with each line rather than an exception."""
+"""Feed files: bytes in, decoded lines out, with what is wrong with each line rather than an exception.
+
+Messages name a file by its name, never its server path: they reach the import API and its pages.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ class FeedFile:
         try:
             self._raw = open(path, "rb")  # noqa: SIM115 - closed by close()
         except OSError as exc:
-            raise ImportFileError(f"cannot open {path}: {exc.strerror or exc}") from exc
+            raise ImportFileError(f"cannot open {path.name}: {exc.strerror or exc}") from exc
         self.size = path.stat().st_size
         self.stream: IO[bytes] = gzip.GzipFile(fileobj=self._raw) if path.suffix == ".gz" else self._raw
 
@@ -57,7 +60,7 @@ class FeedFile:
         try:
             head = self.stream.peek(4)[:4] if hasattr(self.stream, "peek") else b""
         except (OSError, EOFError) as exc:
-            raise ImportFileError(f"cannot read {self.path}: {exc}") from exc
+            raise ImportFileError(f"cannot read {self.path.name}: {exc}") from exc
         if head.startswith((b"\xff\xfe", b"\xfe\xff")):
             raise ImportFileError("the file is UTF-16 encoded; save it as UTF-8 (or CSV UTF-8 in Excel)")
         decoder = codecs.getdecoder(encoding)
@@ -66,7 +69,7 @@ class FeedFile:
             try:
                 raw = self.stream.readline(MAX_LINE_BYTES + 1)
             except (OSError, EOFError, zlib.error) as exc:
-                raise ImportFileError(f"cannot read {self.path} after line {number}: {exc}") from exc
+                raise ImportFileError(f"cannot read {self.path.name} after line {number}: {exc}") from exc
             if not raw:
                 return
             number += 1

@@ -130,15 +130,15 @@ class ImportMapping:
 
 
 def mapping_load(*, path: Path) -> ImportMapping:
-    """Read a mapping file (TOML); raise ValueError with the file name and what is wrong."""
+    """Read a mapping file (TOML); raise ValueError with the file's name (not its server path) and what is wrong."""
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
     except OSError as exc:
-        raise ValueError(f"cannot read mapping {path}: {exc.strerror or exc}") from exc
+        raise ValueError(f"cannot read mapping {path.name}: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"mapping {path} is not valid TOML: {exc}") from exc
+        raise ValueError(f"mapping {path.name} is not valid TOML: {exc}") from exc
     try:
         return ImportMapping.from_dict(data)
     except ValueError as exc:
-        raise ValueError(f"mapping {path}: {exc}") from exc
+        raise ValueError(f"mapping {path.name}: {exc}") from exc

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Count
 from django.utils import timezone
@@ -96,6 +98,7 @@ def import_run_report(*, import_run: ImportRun, issues_limit: int = 20) -> str:
                  f"{run.rows_rejected:,} rejected, {run.rows_repaired:,} repaired")
     if run.kind == ImportKind.PRODUCTS:
         lines.append(f"  images: {run.images_stored:,} stored, {run.images_failed:,} failed")
+        lines += _category_report_lines(run)
     issue_count = run.row_issues.count()
     if issue_count:
         by_outcome = dict(run.row_issues.values_list("outcome").annotate(n=Count("id")).order_by())
@@ -108,3 +111,18 @@ def import_run_report(*, import_run: ImportRun, issues_limit: int = 20) -> str:
         lines.append(f"  all issues: {import_run_issues_url(import_run=run)} (admin), or "
                      f"ImportRowIssue.objects.filter(import_run_id={run.pk})")
     return "\n".join(lines)
+
+
+def _category_report_lines(run: ImportRun) -> list[str]:
+    """The feed categories part of a product import's report: matched, unmatched, the top unmatched paths."""
+    report = run.category_report or {}
+    if not report:
+        return []
+    lines = [f"  feed categories ({report.get('mapping', 'exact')}): {report.get('matched', 0):,} products matched "
+             f"a category, {report.get('unmatched', 0):,} did not, {report.get('without_path', 0):,} had no path"]
+    top = report.get("top_unmatched") or []
+    if top:
+        lines.append("    most frequent unmatched paths:")
+        lines += [f"    {row['products']:>7}  {row['path']}" for row in top]
+        lines.append(f"    map them: /imports/sources/{quote(run.source, safe='')}/categories/?unmatched=yes")
+    return lines

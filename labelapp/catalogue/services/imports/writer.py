@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from django.db import DataError, IntegrityError, connection, reset_queries, transaction
-from django.db.models.functions import Lower
+from django.db import DataError, IntegrityError, reset_queries, transaction
 
-from labelapp.catalogue.models import Category, ImportRowIssue, ImportRun, Product, RowOutcome, split_for
+from labelapp.catalogue.models import ImportRowIssue, ImportRun, Product, RowOutcome, split_for
+from labelapp.catalogue.services.feed_categories import (
+    FeedCategoryResolver,
+    FeedCategoryTally,
+    FeedMatch,
+    source_products_lock,
+)
 from labelapp.catalogue.services.imports.drafts import ProductDraft
 from labelapp.catalogue.services.imports.images import ImageOutcome, ImageStore
 from labelapp.catalogue.services.imports.runs import RowIssueBuffer
@@ -35,37 +39,6 @@ class ImportCounts:
         return dict(self.__dict__)
 
 
-class _FeedCategoryResolver:
-    """Map normalised feed paths (case-insensitive) or taxonomy ids to Category rows, cached per import."""
-
-    CACHE_LIMIT = 50_000
-
-    def __init__(self):
-        self._cache: dict[str, tuple[int, int | None, int | None] | None] = {}
-
-    def resolve(self, paths: Iterable[str]) -> dict[str, tuple[int, int | None, int | None] | None]:
-        keys = {path.lower() for path in paths if path}
-        missing = keys - self._cache.keys()
-        if missing:
-            if len(self._cache) > self.CACHE_LIMIT:
-                self._cache.clear()
-            found: dict[str, tuple[int, int | None, int | None] | None] = dict.fromkeys(missing)
-            by_path = (Category.objects.annotate(path_lower=Lower("full_path"))
-                       .filter(path_lower__in=missing)
-                       .values_list("path_lower", "id", "level2_id", "level3_id"))
-            for path_lower, *ids in by_path:
-                found[path_lower] = tuple(ids)
-            # A Google-style feed names its category by taxonomy id ('1604') rather than by path.
-            numeric = [key for key in missing if key.isdigit() and found[key] is None]
-            if numeric:
-                for external_id, *ids in Category.objects.filter(external_id__in=numeric).values_list(
-                        "external_id", "id", "level2_id", "level3_id"):
-                    found[external_id] = tuple(ids)
-            self._cache.update(found)
-        return {key: self._cache.get(key) for key in keys}
-
-
-
 class ProductBatchWriter:
     """Upsert one batch of drafts: images first (no lock held), then one short transaction per batch."""
 
@@ -77,7 +50,9 @@ class ProductBatchWriter:
         self.executor = executor
         self.issues = issues
         self.counts = counts
-        self.categories = _FeedCategoryResolver()
+        # The feed category is decided by the source's feed category map (services.feed_categories) alone.
+        self.categories = FeedCategoryResolver(source=source)
+        self.category_tally = FeedCategoryTally()
 
     def flush(self, drafts: dict[str, ProductDraft]) -> None:
         """Write a batch and the pending row issues; a row the database refuses is isolated and rejected."""
@@ -106,35 +81,52 @@ class ProductBatchWriter:
 
     def _write(self, drafts: dict[str, ProductDraft]) -> None:
         ids = list(drafts)
-        categories = self.categories.resolve(draft.values["category_path"] for draft in drafts.values())
         updated = 0
-        with transaction.atomic():
-            if ids:
-                # Serialise batches of one source, so created/updated counts are exact under concurrency.
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                                   [f"labelapp.products_import:{self.source}"])
-                # Locked, so a label submitted meanwhile waits for this batch instead of racing its category.
-                updated = len(Product.objects.select_for_update().filter(source=self.source, external_id__in=ids)
-                              .values_list("id", flat=True))
-                products = [self._product(draft, categories) for draft in drafts.values()]
-                Product.objects.bulk_create(products, update_conflicts=True, unique_fields=["source", "external_id"],
-                                            update_fields=UPDATE_FIELDS)
-                # The feed category is one source of the effective category; the catalogue's one writer decides.
-                products_category_refresh(product_ids=[product.pk for product in products])
-                for product in products:
-                    # Django's FieldFile points back at its instance; breaking the cycle frees the batch
-                    # now rather than at the next full garbage collection.
-                    product.__dict__.pop("image", None)
-            ImportRowIssue.objects.bulk_create(self.issues.pending)
-            counts = self.counts.as_dict()
-            counts["rows_created"] += len(ids) - updated
-            counts["rows_updated"] += updated
-            ImportRun.objects.filter(pk=self.import_run.pk).update(**counts)
+        tallied: list[tuple[str, int | None]] = []
+        try:
+            with transaction.atomic():
+                if ids:
+                    updated, tallied = self._upsert(drafts)
+                    self._tally(tallied, sign=1)
+                ImportRowIssue.objects.bulk_create(self.issues.pending)
+                counts = self.counts.as_dict()
+                counts["rows_created"] += len(ids) - updated
+                counts["rows_updated"] += updated
+                ImportRun.objects.filter(pk=self.import_run.pk).update(
+                    **counts, category_report=self.category_tally.report(mapping=self.categories.description))
+        except BaseException:
+            self._tally(tallied, sign=-1)  # the batch was rolled back: so is its count
+            raise
         # Only once committed: a refused batch is written again, in halves.
         self.issues.pending = []
         self.counts.rows_created += len(ids) - updated
         self.counts.rows_updated += updated
+
+    def _upsert(self, drafts: dict[str, ProductDraft]) -> tuple[int, list[tuple[str, int | None]]]:
+        """Upsert the batch's products in the caller's transaction; return how many existed, and (path, feed
+        category) per product."""
+        # Serialise batches of one source, so created/updated counts are exact under concurrency, and a change of
+        # the source's feed category map (re-mapped under the same lock) is read before this batch is mapped.
+        source_products_lock(source=self.source)
+        self.categories.refresh()
+        categories = self.categories.resolve(draft.values["category_path"] for draft in drafts.values())
+        # Locked, so a label submitted meanwhile waits for this batch instead of racing its category.
+        updated = len(Product.objects.select_for_update().filter(source=self.source, external_id__in=list(drafts))
+                      .values_list("id", flat=True))
+        products = [self._product(draft, categories) for draft in drafts.values()]
+        Product.objects.bulk_create(products, update_conflicts=True, unique_fields=["source", "external_id"],
+                                    update_fields=UPDATE_FIELDS)
+        # The feed category is one source of the effective category; the catalogue's one writer decides.
+        products_category_refresh(product_ids=[product.pk for product in products])
+        for product in products:
+            # Django's FieldFile points back at its instance; breaking the cycle frees the batch
+            # now rather than at the next full garbage collection.
+            product.__dict__.pop("image", None)
+        return updated, [(product.category_path, product.feed_category_id) for product in products]
+
+    def _tally(self, batch: list[tuple[str, int | None]], *, sign: int) -> None:
+        for path, category_id in batch:
+            self.category_tally.add(path=path, category_id=category_id, sign=sign)
 
     def _images(self, drafts: dict[str, ProductDraft]) -> None:
         """Decide each draft's image once (stored, kept, failed), copying files outside any transaction."""
@@ -168,10 +160,9 @@ class ProductBatchWriter:
                 image, image_ref = current.get(external_id, ("", ""))
                 draft.image = ImageOutcome(image=image, image_ref=draft.image_ref or image_ref)
 
-    def _product(self, draft: ProductDraft, categories: dict) -> Product:
+    def _product(self, draft: ProductDraft, categories: dict[str, FeedMatch]) -> Product:
         values, image = draft.values, draft.image
-        feed = categories.get(values["category_path"].lower()) if values["category_path"] else None
-        feed_id = feed[0] if feed else None
+        feed_id = categories[values["category_path"]].category_id
         return Product(
             source=self.source,
             split=split_for(source=self.source, external_id=values["external_id"]),
