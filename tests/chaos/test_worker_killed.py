@@ -21,7 +21,7 @@ from tests.chaos.test_broker_and_cache_outage import _worker_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ROWS = 40_000
+ROWS = 20_000
 
 
 def _pool_children(pid: int) -> list[int]:
