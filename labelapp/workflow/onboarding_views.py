@@ -120,10 +120,19 @@ def _onboarding_upload(request: HttpRequest) -> HttpResponse:
     return redirect(_page_url(upload=token, anchor="mapping"))
 
 
+def _query_without_token(request: HttpRequest) -> str:
+    query = request.POST.copy()
+    for name in ("csrfmiddlewaretoken", "action"):
+        query.pop(name, None)
+    return query.urlencode()
+
+
 @role_required(REVIEWER)
 @require_POST
 def onboarding_import_view(request: HttpRequest) -> HttpResponse:
     token = request.POST.get("upload", "")
+    if request.POST.get("action") == "preview":  # the no-JavaScript preview: back to the page, without the CSRF token
+        return redirect(f"{reverse('onboarding')}?{_query_without_token(request)}#mapping")
     context = _mapping_context(token=token, data=request.POST)
     form = context.get("mapping_form")
     if form is None or not form.is_valid():
@@ -133,9 +142,7 @@ def onboarding_import_view(request: HttpRequest) -> HttpResponse:
         run = onboarding_import_submit(token=token, choice=form.choice(), user=request.user)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
-        query = request.POST.copy()
-        query.pop("csrfmiddlewaretoken", None)
-        return redirect(f"{reverse('onboarding')}?{query.urlencode()}#mapping")
+        return redirect(f"{reverse('onboarding')}?{_query_without_token(request)}#mapping")
     messages.success(request, f"Import {run.id} queued: the worker is reading {context['upload_name']}.")
     return redirect(_page_url(source=run.source, anchor="import"))
 

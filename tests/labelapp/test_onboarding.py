@@ -209,6 +209,19 @@ def test_import_posts_the_mapping_and_lands_on_the_import_step(client, reviewer,
     assert run.source == "myntra" and run.options["mapping"]["fields"]["title"] == ["productDisplayName"]
 
 
+def test_the_no_javascript_preview_comes_back_as_a_page_without_the_csrf_token_in_its_address(client, reviewer):
+    token = _upload()
+
+    response = client.post("/onboarding/import/", {"upload": token, "source": "myntra", "field_external_id": "id",
+                                                   "field_title": "productDisplayName", "action": "preview",
+                                                   "csrfmiddlewaretoken": "secret-token-value"})
+
+    assert response.status_code == 302 and "secret-token-value" not in response["Location"]
+    assert "field_title=productDisplayName" in response["Location"] and "action=" not in response["Location"]
+    assert not ImportRun.objects.exists()
+    assert "Mapping of" in client.get(response["Location"]).content.decode()
+
+
 def test_progress_polls_until_the_job_is_done_then_stops_and_reloads(client, reviewer):
     run = ImportRun.objects.create(kind=ImportKind.PRODUCTS, source="shop", file_name="f.csv",
                                    status=ImportStatus.RUNNING, bytes_done=50, bytes_total=100)
