@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -12,7 +11,6 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
-from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
@@ -25,7 +23,7 @@ from labelapp.catalogue.taxonomy_proposal import proposal_csv_text, taxonomy_pro
 from labelapp.common.access import role_required
 from labelapp.common.querystring import int_or_none, yes_no
 from labelapp.common.roles import LABELLER, REVIEWER
-from labelapp.common.uploads import UploadTooLarge, upload_limit_install
+from labelapp.common.uploads import UploadTooLarge, upload_limited
 
 
 @login_required
@@ -74,23 +72,17 @@ class ImportUploadForm(forms.Form):
     mapping = forms.FileField(required=False, help_text="TOML mapping (products only)")
 
 
-@csrf_exempt  # the CSRF middleware would read the body before the upload limit is in place: checked inside
+def _import_upload_too_large(request: HttpRequest, error: UploadTooLarge) -> HttpResponse:
+    # The body was not read (or not all of it): show the form again, with the reason, and nothing stored.
+    form = ImportUploadForm(data={}, files={})
+    form.errors.clear()
+    form.add_error("file", str(error))
+    return _import_list_render(request, form=form, status=413)
+
+
 @role_required(REVIEWER)
+@upload_limited(_import_upload_too_large)
 def import_list_view(request: HttpRequest) -> HttpResponse:
-    if request.method == "POST":
-        upload_limit_install(request, max_bytes=settings.IMPORT_UPLOAD_MAX_BYTES)
-    try:
-        return _import_list_page(request)
-    except UploadTooLarge as exc:
-        # The body was not read (or not all of it): show the form again, with the reason, and nothing stored.
-        form = ImportUploadForm(data={}, files={})
-        form.errors.clear()
-        form.add_error("file", str(exc))
-        return _import_list_render(request, form=form, status=413)
-
-
-@csrf_protect
-def _import_list_page(request: HttpRequest) -> HttpResponse:
     form = ImportUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -163,22 +155,17 @@ def taxonomy_propose_view(request: HttpRequest) -> HttpResponse:
     return _proposal_page(request, form=TaxonomyProposalForm(request.GET))
 
 
-@csrf_exempt  # the CSRF middleware would read the body before the upload limit is in place: checked inside
+def _proposal_upload_too_large(request: HttpRequest, error: UploadTooLarge) -> HttpResponse:
+    upload_form = FeedUploadForm(data={}, files={})
+    upload_form.errors.clear()
+    upload_form.add_error("file", str(error))
+    return _proposal_page(request, form=TaxonomyProposalForm(), upload_form=upload_form, status=413)
+
+
 @role_required(REVIEWER)
 @require_POST
+@upload_limited(_proposal_upload_too_large)
 def taxonomy_propose_upload_view(request: HttpRequest) -> HttpResponse:
-    upload_limit_install(request, max_bytes=settings.IMPORT_UPLOAD_MAX_BYTES)
-    try:
-        return _taxonomy_propose_upload(request)
-    except UploadTooLarge as exc:
-        upload_form = FeedUploadForm(data={}, files={})
-        upload_form.errors.clear()
-        upload_form.add_error("file", str(exc))
-        return _proposal_page(request, form=TaxonomyProposalForm(), upload_form=upload_form, status=413)
-
-
-@csrf_protect
-def _taxonomy_propose_upload(request: HttpRequest) -> HttpResponse:
     upload_form = FeedUploadForm(request.POST, request.FILES)
     if upload_form.is_valid():
         data = upload_form.cleaned_data

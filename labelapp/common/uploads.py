@@ -1,6 +1,7 @@
 """Upload size limits, enforced while Django reads the request body, before an oversized file reaches the disk.
 
-A view that accepts files installs the limit before anything reads request.POST / FILES / data:
+An HTML view that accepts files is decorated with `upload_limited(on_too_large)`; another (a DRF view) installs
+the limit itself before anything reads request.POST / FILES / data:
 
     limit = upload_limit_install(request, max_bytes=settings.IMPORT_UPLOAD_MAX_BYTES)
 
@@ -13,8 +14,13 @@ and protects its inner part with csrf_protect (Django's documented pattern for p
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+
+from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 # Room for what is not file content: multipart boundaries and part headers, the form's text fields.
 FORM_OVERHEAD_BYTES = 1024 * 1024
@@ -70,3 +76,28 @@ def upload_limit_install(request: HttpRequest, *, max_bytes: int) -> UploadSizeL
     handler = UploadSizeLimitHandler(request, max_bytes=max_bytes)
     request.upload_handlers.insert(0, handler)
     return handler
+
+
+def upload_limited(on_too_large: Callable[[HttpRequest, "UploadTooLarge"], HttpResponse]):
+    """Decorate an HTML view that takes a file upload with the IMPORT_UPLOAD_MAX_BYTES limit.
+
+    The view is exempt from the CSRF middleware (it would read the body before the limit is in place) and
+    protected by csrf_protect inside, once the limit is installed; an upload over the limit is answered by
+    `on_too_large(request, error)` with nothing stored.
+    """
+    def decorate(view):
+        protected = csrf_protect(view)
+
+        @csrf_exempt
+        @wraps(view)
+        def limited(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if request.method == "POST":
+                upload_limit_install(request, max_bytes=settings.IMPORT_UPLOAD_MAX_BYTES)
+            try:
+                return protected(request, *args, **kwargs)
+            except UploadTooLarge as error:
+                return on_too_large(request, error)
+
+        return limited
+
+    return decorate

@@ -7,21 +7,19 @@ page once when the job is done, so the next step appears.
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
-from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from labelapp.catalogue.services.imports.files import ImportFileError
 from labelapp.common.access import role_required
 from labelapp.common.roles import REVIEWER
-from labelapp.common.uploads import UploadTooLarge, upload_limit_install
+from labelapp.common.uploads import UploadTooLarge, upload_limited
 from labelapp.workflow.onboarding_forms import FirstModelForm, FirstRoundForm, MappingForm, OnboardingUploadForm
 from labelapp.workflow.onboarding_selectors import DONE, FAILED, onboarding_source_latest, onboarding_state
 from labelapp.workflow.services.onboarding import (
@@ -94,20 +92,15 @@ def onboarding_view(request: HttpRequest) -> HttpResponse:
     return render(request, "labelapp/onboarding/page.html", context)
 
 
-@csrf_exempt  # the CSRF middleware would read the body before the upload limit is in place: checked inside
+def _onboarding_upload_too_large(request: HttpRequest, error: UploadTooLarge) -> HttpResponse:
+    messages.error(request, str(error))
+    return redirect(_page_url())
+
+
 @role_required(REVIEWER)
 @require_POST
+@upload_limited(_onboarding_upload_too_large)
 def onboarding_upload_view(request: HttpRequest) -> HttpResponse:
-    upload_limit_install(request, max_bytes=settings.IMPORT_UPLOAD_MAX_BYTES)
-    try:
-        return _onboarding_upload(request)
-    except UploadTooLarge as exc:
-        messages.error(request, str(exc))
-        return redirect(_page_url())
-
-
-@csrf_protect
-def _onboarding_upload(request: HttpRequest) -> HttpResponse:
     form = OnboardingUploadForm(request.POST, request.FILES)
     if not form.is_valid():
         messages.error(request, "Choose a feed file to upload.")

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from classifier.management.options import feature_config_read
 from classifier.services.simulation import ORACLES, simulation_run
 
 
@@ -36,12 +37,7 @@ class Command(BaseCommand):
         for name in ("rounds", "batch_size", "seed_size", "repeats"):
             if options[name] < (0 if name == "rounds" else 1):
                 raise CommandError(f"--{name.replace('_', '-')} must be positive")
-        feature_config = None
-        if options["config"]:
-            path = Path(options["config"])
-            if not path.is_file():
-                raise CommandError(f"no feature config at {path}")
-            feature_config = path.read_text(encoding="utf-8")
+        feature_config = feature_config_read(options["config"])
 
         def progress(record: dict) -> None:
             self.stderr.write(f"  {record['strategy']} seed {record['seed']} round {record['round']}: "

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from classifier.management.options import feature_config_read
 from classifier.models import TrainStatus
 from classifier.services.pipeline import train_run_execute
 from classifier.services.runs import train_run_create
@@ -53,12 +53,7 @@ class Command(BaseCommand):
             params["weak_targets"] = False
         if options["strict"]:
             params["strict_inputs"] = True
-        feature_config = None
-        if options["config"]:
-            path = Path(options["config"])
-            if not path.is_file():
-                raise CommandError(f"no feature config at {path}")
-            feature_config = path.read_text(encoding="utf-8")
+        feature_config = feature_config_read(options["config"])
         try:
             run = train_run_create(
                 architecture=options["architecture"], objectives=[o.strip() for o in options["objectives"].split(",")
